@@ -1,0 +1,1 @@
+"""linarch.dsl.passes."""

@@ -1,0 +1,1 @@
+"""linarch: a compiler and search system for linear-attention architectures."""

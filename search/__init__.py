@@ -1,0 +1,1 @@
+"""linarch.search."""
