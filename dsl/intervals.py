@@ -1,0 +1,124 @@
+"""Closed intervals of reals: the refinement that proves decays <= 0 and rates in [0, 1].
+
+Interval arithmetic is sound, not tight: a result always contains every value the expression can
+take, so a proof from it (say hi <= 0) is a proof about the program.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class Interval:
+    lo: float = -INF
+    hi: float = INF
+
+    @staticmethod
+    def point(v: float) -> Interval:
+        return Interval(float(v), float(v))
+
+    def __str__(self) -> str:
+        def f(v: float) -> str:
+            if v == INF:
+                return "inf"
+            if v == -INF:
+                return "-inf"
+            return f"{v:g}"
+
+        return f"[{f(self.lo)}, {f(self.hi)}]"
+
+    @property
+    def is_top(self) -> bool:
+        return self.lo == -INF and self.hi == INF
+
+    def within(self, lo: float, hi: float) -> bool:
+        return lo <= self.lo and self.hi <= hi
+
+    def join(self, other: Interval) -> Interval:
+        return Interval(min(self.lo, other.lo), max(self.hi, other.hi))
+
+    def __add__(self, o: Interval) -> Interval:
+        return Interval(_add(self.lo, o.lo, -INF), _add(self.hi, o.hi, INF))
+
+    def __neg__(self) -> Interval:
+        return Interval(-self.hi, -self.lo)
+
+    def __sub__(self, o: Interval) -> Interval:
+        return self + (-o)
+
+    def __mul__(self, o: Interval) -> Interval:
+        products = [_mul(a, b) for a in (self.lo, self.hi) for b in (o.lo, o.hi)]
+        return Interval(min(products), max(products))
+
+    def reciprocal(self) -> Interval:
+        if self.lo > 0 or self.hi < 0:
+            return Interval(1 / self.hi if self.hi not in (INF, -INF) else 0.0,
+                            1 / self.lo if self.lo not in (INF, -INF) else 0.0).ordered()
+        return Interval()
+
+    def __truediv__(self, o: Interval) -> Interval:
+        return self * o.reciprocal()
+
+    def ordered(self) -> Interval:
+        return Interval(min(self.lo, self.hi), max(self.lo, self.hi))
+
+    def monotone(self, fn) -> Interval:
+        """Image under an increasing function defined on the whole interval."""
+        return Interval(fn(self.lo), fn(self.hi))
+
+
+def _add(a: float, b: float, nan_as: float) -> float:
+    s = a + b
+    return nan_as if math.isnan(s) else s
+
+
+def _mul(a: float, b: float) -> float:
+    if a == 0 or b == 0:
+        return 0.0
+    return a * b
+
+
+def exp(v: float) -> float:
+    if v == INF:
+        return INF
+    if v == -INF:
+        return 0.0
+    return math.exp(min(v, 700.0)) if v < 700 else INF
+
+
+def log(v: float) -> float:
+    if v <= 0:
+        return -INF
+    return INF if v == INF else math.log(v)
+
+
+def sigmoid(v: float) -> float:
+    if v == INF:
+        return 1.0
+    if v == -INF:
+        return 0.0
+    return 1 / (1 + math.exp(-v)) if v > -700 else 0.0
+
+
+def softplus(v: float) -> float:
+    if v == INF:
+        return INF
+    if v == -INF:
+        return 0.0
+    return v + math.log1p(math.exp(-v)) if v > 0 else math.log1p(math.exp(v))
+
+
+def logsigmoid(v: float) -> float:
+    return -softplus(-v)
+
+
+def tanh(v: float) -> float:
+    return math.tanh(v) if abs(v) != INF else math.copysign(1.0, v)
+
+
+def sqrt(v: float) -> float:
+    return math.sqrt(v) if v != INF else INF

@@ -1,0 +1,53 @@
+"""Parameter constructors: what a declaration like ``q_proj : linear(d -> H * dk)`` owns.
+
+Each kind states its positional arguments, its keywords with defaults, and the weights it
+creates (names and shapes as formulas) — the same names fla gives its submodules, so that a
+compiled layer loads an fla ``state_dict`` with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ParamKind:
+    name: str
+    chain: bool  # positional arguments are widths written a -> b (-> c ...)
+    min_args: int
+    max_args: int
+    keywords: tuple[tuple[str, object], ...]  # (keyword, default)
+    doc: str
+    applies: bool = True  # False: a raw weight used as a value, not called
+
+    def default(self, key: str) -> object:
+        return dict(self.keywords)[key]
+
+
+INITS = ("zeros", "ones", "normal", "uniform", "identity", "a_log", "dt_bias", "constant")
+
+PARAM_KINDS: dict[str, ParamKind] = {
+    k.name: k
+    for k in (
+        ParamKind("linear", True, 2, 2, (("bias", False),), "y = x W^T (+ b): weight [out, in]"),
+        ParamKind("mlp", True, 3, 6, (("act", "silu"), ("bias", True)),
+                  "Linear -> act -> Linear ...: hidden layers in the chain"),
+        ParamKind("lora", True, 3, 3, (("act", "tanh"), ("bias", True)),
+                  "low-rank Linear(no bias) -> act -> Linear, as fla's LoRA"),
+        ParamKind("causal_conv", False, 1, 1,
+                  (("width", 4), ("bias", False), ("padding", "causal"), ("init", "default")),
+                  "depthwise convolution over time, left-padded: window of `width` tokens"),
+        ParamKind("rmsnorm", False, 1, 1, (("eps", 1e-5), ("affine", True)),
+                  "RMS norm over the last axis"),
+        ParamKind("layernorm", False, 1, 1, (("eps", 1e-5), ("affine", True), ("bias", True)),
+                  "layer norm over the last axis"),
+        ParamKind("groupnorm", False, 2, 2, (("eps", 1e-5), ("affine", True), ("bias", False)),
+                  "groupnorm(groups, channels): norm per group over heads x features"),
+        ParamKind("weight", False, 1, 4, (("init", "zeros"), ("value", 0.0)),
+                  "a raw tensor used as a static value, e.g. A_log : weight(H, init = \"a_log\")",
+                  applies=False),
+    )
+}
+
+ACTIVATIONS = ("silu", "swish", "tanh", "relu", "gelu", "sigmoid", "none")
+PADDINGS = ("causal", "same", "center", "right", "valid")

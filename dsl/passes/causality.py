@@ -1,0 +1,152 @@
+"""Causality by abstract interpretation: what each value at token t may depend on.
+
+The lattice: STATIC (no token) < POINTWISE (token t) < WINDOW(w) (tokens t-w+1..t) < PREFIX
+(tokens 1..t). Every primitive maps its operands' dependences to its own; anything that would
+read a later token (a reduction over time, a reverse scan, a conv padded on the right, a global
+convolution or attention without a causal mask) or another example of the batch is rejected at
+the node that does it. The argument is kept per node so ``linarch show`` can print it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import IntEnum
+
+from linarch.dsl.diagnostics import Reporter
+from linarch.dsl.ir import Node, Op
+from linarch.dsl.types import Kind
+from linarch.dsl.unit import Unit
+
+
+class Reach(IntEnum):
+    STATIC = 0
+    POINTWISE = 1
+    WINDOW = 2
+    PREFIX = 3
+
+
+@dataclass(frozen=True)
+class Dep:
+    reach: Reach
+    window: int = 1  # tokens read, for WINDOW
+    why: str = ""
+
+    def __str__(self) -> str:
+        if self.reach is Reach.WINDOW:
+            return f"window {self.window}"
+        return self.reach.name.lower()
+
+
+STATIC = Dep(Reach.STATIC)
+POINT = Dep(Reach.POINTWISE)
+
+
+def join(deps: list[Dep]) -> Dep:
+    best = STATIC
+    for d in deps:
+        if d.reach > best.reach or (d.reach == best.reach == Reach.WINDOW and d.window > best.window):
+            best = d
+    return best
+
+
+def widen(d: Dep, window: int, why: str) -> Dep:
+    """A window of ``window`` tokens applied to a value that already reads ``d``."""
+    if d.reach is Reach.PREFIX:
+        return d
+    if d.reach is Reach.STATIC:
+        return d
+    base = d.window if d.reach is Reach.WINDOW else 1
+    return Dep(Reach.WINDOW, base + window - 1, why)
+
+
+def causality(unit: Unit, report: Reporter) -> Unit:
+    m = unit.module
+    deps: dict[int, Dep] = {}
+    for i, n in m.nodes():
+        try:
+            deps[i] = _visit(unit, i, n, deps)
+        except _Leak as leak:
+            report(leak.code, leak.message, n.span, leak.hint)
+            deps[i] = Dep(Reach.PREFIX, why="rejected")
+    return replace(unit, time=deps)
+
+
+class _Leak(Exception):
+    def __init__(self, code: str, message: str, hint: str) -> None:
+        self.code, self.message, self.hint = code, message, hint
+
+
+def _over(unit: Unit, n: Node) -> str | None:
+    i = n.keyword("over")
+    if i is None:
+        return None
+    node = unit.module.node(i)
+    return node.attr("axis") if node.op is Op.AXIS else None
+
+
+def _flag(unit: Unit, n: Node, key: str, default: bool) -> bool:
+    i = n.keyword(key)
+    if i is None:
+        return default
+    v = unit.module.node(i).attr("value")
+    return bool(v) if isinstance(v, bool) else default
+
+
+def _visit(unit: Unit, i: int, n: Node, deps: dict[int, Dep]) -> Dep:
+    types = unit.types
+    ty = types.get(i)
+    if n.op is Op.INPUT:
+        return Dep(Reach.POINTWISE, why="the input at t")
+    if ty is not None and ty.kind in (Kind.STATIC, Kind.MODULE, Kind.AXIS, Kind.STRING,
+                                      Kind.BOOL, Kind.IDENTITY):
+        return STATIC
+    args = [deps[a] for a in n.args]
+    if n.op in (Op.STATE, Op.UPDATE):
+        return Dep(Reach.PREFIX, why=f"the recurrence over tokens <= t ({n.name})")
+    if n.op is Op.CALL:
+        fn = n.attr("fn")
+        over = _over(unit, n)
+        if over == "batch":
+            raise _Leak("LA206", f"`{fn}(..., over = batch)` mixes examples of the batch",
+                        "reduce over a feature axis instead; examples must stay independent")
+        if fn in ("sum", "mean", "softmax") and over == "time":
+            hint = ("a running mean is causal: cumsum(v, over = time) / T_t is not available; "
+                    "use a state: `state m : [..]` with m = m + v") if fn == "mean" else \
+                "use cumsum(v, over = time) for a running sum"
+            raise _Leak("LA201", f"`{fn}(..., over = time)` reads every position of the sequence",
+                        hint)
+        if fn == "reverse_cumsum":
+            raise _Leak("LA202", "`reverse_cumsum` sums tokens t..T: it reads the future",
+                        "use cumsum(x, over = time), which sums tokens 1..t")
+        if fn == "fft_conv":
+            if not _flag(unit, n, "causal", False):
+                raise _Leak("LA204", "`fft_conv` without `causal = true` convolves with future "
+                            "tokens", "pass causal = true (zero-padded to 2T) or use causal_conv")
+            return Dep(Reach.PREFIX, why="causal global convolution")
+        if fn == "attention":
+            if not _flag(unit, n, "causal", True):
+                raise _Leak("LA205", "attention with `causal = false` attends to the whole "
+                            "sequence", "drop `causal = false`: attention is causal by default")
+            return Dep(Reach.PREFIX, why="causal attention over tokens <= t")
+        if fn == "cumsum":
+            return Dep(Reach.PREFIX, why="running sum over tokens <= t")
+        if fn == "token_shift":
+            return widen(join(args), 2, "token shift reads t-1")
+        return join(args)
+    if n.op is Op.APPLY:
+        pnode = unit.module.node(n.args[0])
+        ptype = types.get(n.args[0])
+        if pnode.attr("kind") == "causal_conv":
+            pad = pnode.keyword("padding")
+            padding = unit.module.node(pad).attr("value") if pad is not None else "causal"
+            if padding != "causal":
+                raise _Leak("LA203", f"`{pnode.name}` is padded \"{padding}\": it reads tokens "
+                            "after t", "use padding = \"causal\" (the default): pad width-1 "
+                            "zeros on the left")
+            window = 4
+            if ptype is not None and ptype.module is not None and ptype.module.window is not None:
+                w = unit.at_defaults(ptype.module.window)
+                window = int(w) if w is not None else 4
+            return widen(join(args[1:]), window, f"causal conv `{pnode.name}` (window {window})")
+        return join(args[1:])
+    return join(args)

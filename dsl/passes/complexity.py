@@ -1,0 +1,241 @@
+"""Cost in closed form: FLOPs per token, parameters and state bytes as SymPy formulas.
+
+Costs are counted per token on the recurrent form (the form decoding runs), with the chunked
+form's extra intra-chunk work reported beside it as a formula in the chunk size C. A formula
+that contains the sequence length T means per-token cost (or state) grows with T; that is
+rejected unless the mixer declares the matching class (``complexity quadratic``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import networkx as nx
+import sympy as sp
+
+from linarch.dsl.builtins import BUILTINS
+from linarch.dsl.diagnostics import Reporter
+from linarch.dsl.ir import Op
+from linarch.dsl.passes.transitions import TClass, Transition
+from linarch.dsl.passes.typecheck import T_SYMBOL
+from linarch.dsl.types import Kind, numel
+from linarch.dsl.unit import Unit
+
+C_SYMBOL = sp.Symbol("C", positive=True, integer=True)
+BYTES_FP32 = 4
+ORDER = ("linear", "loglinear", "quadratic")
+
+
+@dataclass(frozen=True)
+class Cost:
+    flops_per_token: sp.Expr  # recurrent form
+    chunk_flops_per_token: sp.Expr  # chunked form's intra-chunk work, in terms of C
+    params: sp.Expr
+    state_bytes: sp.Expr  # recurrent states (fp32)
+    cache_bytes: sp.Expr  # conv and token-shift caches needed to decode (fp32)
+    measured: str  # linear | loglinear | quadratic
+
+    def at(self, unit: Unit, expr: sp.Expr, chunk_size: int | None = None) -> int | None:
+        subs = {C_SYMBOL: chunk_size or unit.options.chunk_size}
+        v = unit.at_defaults(sp.sympify(expr).subs(subs))
+        return None if v is None else int(round(v))
+
+
+def complexity(unit: Unit, report: Reporter) -> Unit:
+    m = unit.module
+    types = unit.types
+    skip: set[int] = set()
+    flops = sp.Integer(0)
+    chunk = sp.Integer(0)
+    for tr in unit.transitions:
+        skip |= _transition_nodes(unit, tr)
+        rec, extra = transition_flops(unit, tr)
+        flops += rec
+        chunk += extra
+    params = sp.Integer(0)
+    state = sp.Integer(0)
+    cache = sp.Integer(0)
+    for i, n in m.nodes():
+        ty = types.get(i)
+        if ty is None or ty.is_error:
+            continue
+        if n.op is Op.PARAM:
+            params += _param_count(unit, i)
+        elif n.op is Op.STATE:
+            state += BYTES_FP32 * numel(ty.shape)
+            if T_SYMBOL in numel(ty.shape).free_symbols:
+                report("LA402", f"state `{n.name}` has {numel(ty.shape)} entries: it grows with "
+                       "the sequence length T", n.span,
+                       "a recurrent state has a fixed size; keep T out of its shape")
+        if i in skip or ty.kind is not Kind.TOKEN:
+            continue
+        flops += _node_flops(unit, i)
+        if n.op is Op.APPLY and m.node(n.args[0]).attr("kind") == "causal_conv":
+            info = types[n.args[0]].module
+            cache += BYTES_FP32 * info.widths[0] * (info.window - 1)
+        if n.op is Op.CALL and n.attr("fn") == "token_shift":
+            cache += BYTES_FP32 * numel(types[n.args[0]].shape)
+        if n.op is Op.CALL and n.attr("fn") == "attention":
+            k = types[n.args[1]]
+            v = types[n.args[2]]
+            cache += BYTES_FP32 * T_SYMBOL * (numel(k.shape) + numel(v.shape))
+    flops = sp.expand(flops)
+    measured = _order(flops, state + cache)
+    declared = m.complexity or "linear"
+    if ORDER.index(measured) > ORDER.index(declared):
+        what = "attention or a global operation" if measured == "quadratic" else "an FFT"
+        report("LA401", f"cost per token grows with the sequence length ({measured} overall, "
+               f"from {what}); FLOPs/token = {flops}", _span_of_growth(unit) or (
+                   m.complexity_span), f"declare `complexity {measured}` if that is intended, "
+               "or use a recurrent state instead")
+    elif ORDER.index(measured) < ORDER.index(declared):
+        report("LA404", f"declared `complexity {declared}` but the mixer is {measured}",
+               m.complexity_span, "remove the declaration")
+    cost = Cost(flops, sp.expand(chunk), sp.expand(params), sp.expand(state),
+                sp.expand(cache), measured)
+    return replace(unit, cost=cost)
+
+
+def _order(flops: sp.Expr, memory: sp.Expr) -> str:
+    exprs = [sp.expand(flops), sp.expand(memory)]
+    if any(T_SYMBOL in e.free_symbols and sp.degree(e.subs(sp.log(T_SYMBOL), 1), T_SYMBOL) >= 1
+           for e in exprs if e.is_polynomial(T_SYMBOL) or True) and any(
+               _poly_in_t(e) for e in exprs):
+        return "quadratic"
+    if any(T_SYMBOL in e.free_symbols for e in exprs):
+        return "loglinear"
+    return "linear"
+
+
+def _poly_in_t(e: sp.Expr) -> bool:
+    stripped = e.replace(sp.log, lambda *a: sp.Integer(1))
+    return T_SYMBOL in stripped.free_symbols
+
+
+def _span_of_growth(unit: Unit):
+    for i, n in unit.module.nodes(Op.CALL, Op.SEQLEN, Op.APPLY):
+        if n.op is Op.CALL and n.attr("fn") in ("attention", "fft_conv"):
+            return n.span
+        if n.op is Op.SEQLEN:
+            users = unit.module.users(i)
+            if users:
+                return unit.module.node(users[0]).span
+    return None
+
+
+def _transition_nodes(unit: Unit, tr: Transition) -> set[int]:
+    """Nodes whose work the transition's own formula accounts for (the S @ A chain and A)."""
+    m = unit.module
+    nodes = set(nx.descendants(m.graph, tr.state)) & set(nx.ancestors(m.graph, tr.update))
+    roots = [r.node for r in tr.rank_ones]
+    roots += [d.node for d in tr.decays if d.diagonal and m.node(d.node).op is Op.CALL]
+    for root in roots:
+        nodes |= _exclusive_subtree(unit, root)
+    return nodes
+
+
+def _exclusive_subtree(unit: Unit, root: int) -> set[int]:
+    """``root`` and the per-token operands that only it uses (the transition's own operators)."""
+    m = unit.module
+    inside = {root}
+    frontier = [root]
+    while frontier:
+        node = m.node(frontier.pop())
+        for a in node.args:
+            if a in inside or unit.types[a].kind is not Kind.TOKEN:
+                continue
+            if m.node(a).op in (Op.CALL, Op.BINARY, Op.NEG) and set(m.users(a)) <= inside:
+                inside.add(a)
+                frontier.append(a)
+    return inside
+
+
+def transition_flops(unit: Unit, tr: Transition) -> tuple[sp.Expr, sp.Expr]:
+    """(recurrent FLOPs per token, chunked form's extra FLOPs per token) for one state."""
+    shape = unit.types[tr.state].shape
+    size = numel(shape)
+    heads = numel(shape[:-2]) if len(shape) >= 2 else sp.Integer(1)
+    dk = shape[-1]
+    dv = shape[-2] if len(shape) >= 2 else sp.Integer(1)
+    rec = size * len(tr.decays) + 4 * size * len(tr.rank_ones) + size  # decay, rank-ones, write
+    C = C_SYMBOL
+    chunk = heads * (2 * C * dk + 2 * C * dv)  # Q K^T and A V within the chunk
+    if tr.cls in (TClass.DELTA, TClass.HOUSEHOLDER, TClass.IPLR, TClass.DPLR):
+        n = max(1, len(tr.rank_ones))
+        chunk += heads * n * (2 * C * dk + C**2 / 3 + 2 * dk * dv)  # UT transform: K K^T, solve, W h
+    if tr.cls is TClass.ELEMENTWISE:
+        chunk = sp.Integer(0)
+    return rec, chunk
+
+
+def _node_flops(unit: Unit, i: int) -> sp.Expr:
+    m = unit.module
+    n = m.node(i)
+    ty = unit.types[i]
+    out = numel(ty.shape)
+    if n.op in (Op.NEG,):
+        return out
+    if n.op is Op.BINARY:
+        if n.attr("op") == "@":
+            a = unit.types[n.args[0]]
+            b = unit.types[n.args[1]]
+            if a.kind is Kind.IDENTITY or b.kind is Kind.IDENTITY:
+                return sp.Integer(0)
+            return 2 * out * a.shape[-1]
+        return out
+    if n.op is Op.CALL:
+        fn = BUILTINS[n.attr("fn")]
+        src = unit.types[n.args[0]] if n.args else ty
+        if fn.name == "attention":
+            q = unit.types[n.args[0]]
+            v = unit.types[n.args[2]]
+            return T_SYMBOL * 2 * (numel(q.shape) + numel(v.shape))
+        if fn.name == "fft_conv":
+            return 10 * numel(src.shape) * sp.log(T_SYMBOL, 2)
+        if fn.name in ("sum", "mean", "entropy", "dot", "mix", "l2norm", "softmax"):
+            return fn.flops * max(out, numel(src.shape), key=lambda e: sp.Integer(1)) * 0 + \
+                fn.flops * numel(src.shape) * (2 if fn.name == "mix" else 1)
+        return fn.flops * out
+    if n.op is Op.APPLY:
+        info = unit.types[n.args[0]].module
+        x = unit.types[n.args[1]]
+        lead = numel(x.shape[:-1])
+        if info.kind in ("linear", "mlp", "lora"):
+            w = info.widths
+            return lead * sum(2 * a * b for a, b in zip(w, w[1:]))
+        if info.kind == "causal_conv":
+            return 2 * info.widths[0] * info.window
+        return 5 * numel(x.shape)
+    return sp.Integer(0)
+
+
+def _param_count(unit: Unit, i: int) -> sp.Expr:
+    m = unit.module
+    n = m.node(i)
+    ty = unit.types[i]
+    kind = n.attr("kind")
+    if kind == "weight":
+        return numel(ty.shape)
+    info = ty.module
+
+    def flag(key: str, default: bool) -> bool:
+        k = n.keyword(key)
+        return default if k is None else bool(m.node(k).attr("value"))
+
+    w = info.widths
+    if kind == "linear":
+        return w[0] * w[1] + (w[1] if flag("bias", False) else 0)
+    if kind == "mlp":
+        bias = flag("bias", True)
+        return sum(a * b + (b if bias else 0) for a, b in zip(w, w[1:]))
+    if kind == "lora":
+        return w[0] * w[1] + w[1] * w[2] + (w[2] if flag("bias", True) else 0)
+    if kind == "causal_conv":
+        return w[0] * info.window + (w[0] if flag("bias", False) else 0)
+    if kind == "rmsnorm":
+        return w[0] if flag("affine", True) else sp.Integer(0)
+    if kind == "layernorm":
+        return (w[0] if flag("affine", True) else 0) + (w[0] if flag("bias", True) else 0)
+    if kind == "groupnorm":
+        return (w[1] if flag("affine", True) else 0) + (w[1] if flag("bias", False) else 0)
+    return sp.Integer(0)

@@ -1,0 +1,588 @@
+"""Types and symbolic shapes of every node; refinements (ranges, unit norm) by interval analysis.
+
+Checks that projections, reshapes, broadcasts, matmuls and state updates agree on shapes as
+formulas of the hyper-parameters (so a width that only matches at the defaults is still an
+error), that parameter constructors get legal arguments, and that the output has hidden_size
+features. A node whose operands failed gets the ERROR type silently, so one mistake is reported
+once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import sympy as sp
+
+from linarch.dsl import intervals as iv
+from linarch.dsl.builtins import BUILTINS, Family
+from linarch.dsl.diagnostics import Reporter
+from linarch.dsl.intervals import INF, Interval
+from linarch.dsl.ir import Node, Op
+from linarch.dsl.params import ACTIVATIONS, INITS, PADDINGS, PARAM_KINDS
+from linarch.dsl.types import (
+    ERROR,
+    Kind,
+    ModuleInfo,
+    Type,
+    broadcast,
+    dims_equal,
+    fmt_shape,
+    numel,
+    shapes_equal,
+)
+from linarch.dsl.unit import Unit
+
+T_SYMBOL = sp.Symbol("T", positive=True, integer=True)
+
+
+def typecheck(unit: Unit, report: Reporter) -> Unit:
+    checker = _Checker(unit, report)
+    checker.run()
+    return replace(unit, types=checker.types, symbols=checker.symbols, defaults=checker.defaults)
+
+
+def static_range(value: sp.Expr, defaults) -> Interval:
+    if value.is_number:
+        try:
+            v = float(value)
+        except TypeError:
+            return Interval()
+        return Interval(v, v) if math.isfinite(v) else Interval()
+    if value.is_positive:
+        return Interval(0.0, INF)
+    if value.is_nonnegative:
+        return Interval(0.0, INF)
+    if value.is_negative or value.is_nonpositive:
+        return Interval(-INF, 0.0)
+    return Interval()
+
+
+class _Checker:
+    def __init__(self, unit: Unit, report: Reporter) -> None:
+        self.unit = unit
+        self.m = unit.module
+        self.report = report
+        self.types: dict[int, Type] = {}
+        self.symbols: dict[str, sp.Symbol] = {}
+        self.defaults: dict[sp.Symbol, object] = {T_SYMBOL: 2048}
+
+    def err(self, code: str, message: str, node: Node, hint: str | None = None) -> Type:
+        self.report(code, message, node.span, hint)
+        return ERROR
+
+    def run(self) -> None:
+        for i, node in self.m.nodes():
+            try:
+                self.types[i] = self.visit(i, node)
+            except _Poison:
+                self.types[i] = ERROR
+        self._check_unused()
+
+    def t(self, i: int) -> Type:
+        ty = self.types[i]
+        if ty.is_error:
+            raise _Poison
+        return ty
+
+    def at_defaults(self, e: sp.Expr) -> float | None:
+        try:
+            v = sp.sympify(e).subs(self.defaults)
+            return float(v) if v.is_number else None
+        except (TypeError, ValueError):
+            return None
+
+    # ------------------------------------------------------------------ nodes
+    def visit(self, i: int, n: Node) -> Type:
+        op = n.op
+        if op is Op.INPUT:
+            hs = self.symbols.get("hidden_size")
+            if hs is None:
+                return Type(Kind.TOKEN, (sp.Symbol("hidden_size", positive=True, integer=True),))
+            return Type(Kind.TOKEN, (hs,))
+        if op is Op.HPARAM:
+            return self._hparam(n)
+        if op is Op.SEQLEN:
+            return Type(Kind.STATIC, value=T_SYMBOL, range=Interval(1.0, INF))
+        if op is Op.CONST:
+            if n.attr("error"):
+                return ERROR
+            v = n.attr("value")
+            if isinstance(v, bool):
+                return Type(Kind.BOOL, literal=v)
+            if isinstance(v, str):
+                return Type(Kind.STRING, literal=v)
+            value = sp.Integer(v) if isinstance(v, int) else sp.Float(v)
+            return Type(Kind.STATIC, value=value, range=Interval(float(v), float(v)))
+        if op is Op.AXIS:
+            return Type(Kind.AXIS, literal=n.attr("axis"))
+        if op is Op.IDENTITY:
+            return Type(Kind.IDENTITY, range=Interval(0.0, 1.0))
+        if op is Op.ALIAS:
+            return self.t(n.args[0])
+        if op is Op.NEG:
+            a = self.t(n.args[0])
+            if a.is_scalar_static:
+                return a.with_(value=-a.value, range=-a.range)
+            if a.kind is Kind.IDENTITY:
+                return a.with_(range=Interval(-1.0, 0.0))
+            self._tensor(a, n, "negate")
+            return a.with_(range=-a.range, unit=False)
+        if op is Op.BINARY:
+            return self._binary(n)
+        if op is Op.CALL:
+            return self._call(n)
+        if op is Op.RESHAPE:
+            return self._reshape(n)
+        if op is Op.PARAM:
+            return self._param(n)
+        if op is Op.APPLY:
+            return self._apply(n)
+        if op is Op.STATE:
+            dims = tuple(self._dim(a, n, "state dimension") for a in n.args)
+            return Type(Kind.TOKEN, dims)
+        if op is Op.UPDATE:
+            state = self.t(n.args[0])
+            value = self.t(n.args[1])
+            if value.kind is not Kind.TOKEN:
+                return self.err("LA303", f"the update of `{n.name}` does not depend on the input",
+                                n, "a state update writes a per-token value, e.g. outer(v, k)")
+            if not shapes_equal(state.shape, value.shape):
+                return self.err(
+                    "LA103",
+                    f"state `{n.name}` is {fmt_shape(state.shape)} but its update is "
+                    f"{fmt_shape(value.shape)}", n,
+                    "the update must have the declared shape; outer(v, k) is [.., dv, dk]")
+            return Type(Kind.TOKEN, state.shape, range=value.range)
+        if op is Op.RETURN:
+            return self._return(n)
+        if op is Op.LOSS:
+            v = self.t(n.args[0])
+            if not v.is_tensor:
+                return self.err("LA107", "an auxiliary loss must be a number per token", n)
+            return Type(Kind.EFFECT)
+        raise AssertionError(op)
+
+    def _hparam(self, n: Node) -> Type:
+        v = n.attr("default")
+        if isinstance(v, bool):
+            return Type(Kind.BOOL, literal=v)
+        if isinstance(v, str):
+            return Type(Kind.STRING, literal=v)
+        integer = isinstance(v, int)
+        sym = sp.Symbol(n.name, positive=True, integer=integer) if v > 0 else sp.Symbol(
+            n.name, real=True, integer=integer)
+        self.symbols[n.name] = sym
+        self.defaults[sym] = v
+        if n.name in ("hidden_size", "num_heads") and not (integer and v > 0):
+            return self.err("LA113", f"`{n.name}` must default to a positive integer", n)
+        return Type(Kind.STATIC, value=sym, range=static_range(sym, self.defaults))
+
+    def _dim(self, i: int, n: Node, what: str) -> sp.Expr:
+        t = self.t(i)
+        if not t.is_scalar_static:
+            self.err("LA107", f"{what} must be a static number, got {t.describe()}", n)
+            raise _Poison
+        value = sp.nsimplify(t.value) if t.value.is_Float else t.value
+        num = self.at_defaults(value)
+        if num is None or num <= 0 or abs(num - round(num)) > 1e-9:
+            shown = f"{num:g}" if num is not None else "not a number"
+            self.err("LA114", f"{what} `{value}` is {shown} at the defaults, not a positive "
+                     "integer", n, "check the hyper-parameter defaults and the formula")
+            raise _Poison
+        return value
+
+    def _tensor(self, t: Type, n: Node, what: str) -> None:
+        if t.kind is Kind.MODULE:
+            self.err("LA107", f"cannot {what} a parameter module; call it on a value", n,
+                     "e.g. `q_proj(x)`")
+            raise _Poison
+        if not t.is_tensor:
+            self.err("LA107", f"cannot {what} a {t.kind.value}", n)
+            raise _Poison
+
+    # ------------------------------------------------------------------ arithmetic
+    def _binary(self, n: Node) -> Type:
+        a, b = self.t(n.args[0]), self.t(n.args[1])
+        op = n.attr("op")
+        if op == "@":
+            return self._matmul(a, b, n)
+        if a.is_scalar_static and b.is_scalar_static:
+            value = _SYMPY_OPS[op](a.value, b.value)
+            return Type(Kind.STATIC, value=value, range=static_range(value, self.defaults))
+        if a.kind is Kind.IDENTITY or b.kind is Kind.IDENTITY:
+            return self._with_identity(a, b, op, n)
+        self._tensor(a, n, f"use `{op}` on")
+        self._tensor(b, n, f"use `{op}` on")
+        shape = broadcast(a.shape, b.shape)
+        if shape is None:
+            return self.err("LA103", f"cannot combine {fmt_shape(a.shape)} and "
+                            f"{fmt_shape(b.shape)} with `{op}`", n,
+                            "per-head values broadcast over trailing axes ([H] with [H, d]); "
+                            "reshape with `as [..]` or use diag()/outer()")
+        kind = Kind.TOKEN if Kind.TOKEN in (a.kind, b.kind) else Kind.STATIC
+        return Type(kind, shape, range=_interval_op(op, a, b))
+
+    def _with_identity(self, a: Type, b: Type, op: str, n: Node) -> Type:
+        other = b if a.kind is Kind.IDENTITY else a
+        if other.kind is Kind.IDENTITY:
+            return Type(Kind.IDENTITY)
+        self._tensor(other, n, f"use `{op}` with I on")
+        if op in ("+", "-"):
+            if len(other.shape) < 2 or not dims_equal(other.shape[-1], other.shape[-2]):
+                return self.err("LA103", f"I {op} X needs a square X, got {fmt_shape(other.shape)}",
+                                n, "outer(k, k) and diag(a) are square")
+            return Type(other.kind, other.shape)
+        if op == "*" and (not other.shape or len(other.shape) == 1):
+            return Type(Kind.IDENTITY)
+        return self.err("LA107", f"`I {op} ...` is not a transition", n,
+                        "write I - beta * outer(k, k) or alpha * I")
+
+    def _matmul(self, a: Type, b: Type, n: Node) -> Type:
+        if a.kind is Kind.IDENTITY:
+            return b
+        if b.kind is Kind.IDENTITY:
+            return a
+        self._tensor(a, n, "multiply")
+        self._tensor(b, n, "multiply")
+        kind = Kind.TOKEN if Kind.TOKEN in (a.kind, b.kind) else Kind.STATIC
+        if len(a.shape) < 2:
+            return self.err("LA103", f"the left side of `@` must be a matrix, got "
+                            f"{fmt_shape(a.shape)}", n, "states are [H, dv, dk]: write S @ q")
+        if len(b.shape) == len(a.shape) - 1:  # matrix @ vector
+            if not dims_equal(a.shape[-1], b.shape[-1]) or broadcast(a.shape[:-2], b.shape[:-1]) \
+                    is None:
+                return self.err("LA103", f"cannot multiply {fmt_shape(a.shape)} by vector "
+                                f"{fmt_shape(b.shape)}", n,
+                                "the last axis of the matrix must match the vector")
+            return Type(kind, a.shape[:-1])
+        if len(b.shape) == len(a.shape):
+            if not dims_equal(a.shape[-1], b.shape[-2]) or not shapes_equal(a.shape[:-2],
+                                                                             b.shape[:-2]):
+                return self.err("LA103", f"cannot multiply {fmt_shape(a.shape)} by "
+                                f"{fmt_shape(b.shape)}", n, "inner dimensions must match")
+            return Type(kind, a.shape[:-1] + b.shape[-1:])
+        return self.err("LA103", f"cannot multiply {fmt_shape(a.shape)} by {fmt_shape(b.shape)}",
+                        n)
+
+    def _reshape(self, n: Node) -> Type:
+        v = self.t(n.args[0])
+        self._tensor(v, n, "reshape")
+        dims = tuple(self._dim(a, n, "reshape dimension") for a in n.args[1:])
+        have, want = numel(v.shape), numel(dims)
+        if not dims_equal(have, want):
+            at_h, at_w = self.at_defaults(have), self.at_defaults(want)
+            numbers = f" ({at_h:g} vs {at_w:g} at the defaults)" if at_h and at_w else ""
+            return self.err(
+                "LA104",
+                f"a value with {fmt_shape(v.shape)} = {have} features cannot be viewed as "
+                f"{fmt_shape(dims)} = {want}{numbers}", n,
+                "make the projection's output width equal to the product of the head shape, "
+                "e.g. linear(hidden_size -> H * dk) viewed as [H, dk]")
+        return Type(v.kind, dims, range=v.range)
+
+    # ------------------------------------------------------------------ builtins
+    def _call(self, n: Node) -> Type:
+        fn = BUILTINS[n.attr("fn")]
+        pos = n.positional()
+        if not fn.min_args <= len(pos) <= fn.max_args:
+            want = (str(fn.min_args) if fn.min_args == fn.max_args
+                    else f"{fn.min_args} to {fn.max_args}")
+            return self.err("LA105", f"`{fn.name}` takes {want} argument(s), got {len(pos)}", n,
+                            fn.doc or None)
+        for k, _ in enumerate(n.args):
+            key = n.key(k)
+            if key and key not in fn.keywords:
+                allowed = ", ".join(fn.keywords) or "none"
+                return self.err("LA105", f"`{fn.name}` has no keyword `{key}`", n,
+                                f"keywords of {fn.name}: {allowed}")
+        args = [self.t(a) for a in pos]
+        if fn.family is Family.ELEMENTWISE:
+            a = args[0]
+            if a.is_scalar_static and fn.name in _SYMPY_FNS:
+                value = _SYMPY_FNS[fn.name](a.value)
+                return Type(Kind.STATIC, value=value, range=static_range(value, self.defaults))
+            self._tensor(a, n, f"apply {fn.name} to")
+            return Type(a.kind, a.shape, range=fn.range(a.range) if fn.range else Interval())
+        if fn.family is Family.FEATURE:
+            return self._feature(fn, n, args[0])
+        if fn.family is Family.COMBINE:
+            return self._combine(fn, n, args)
+        if fn.family is Family.STRUCTURE:
+            return self._structure(fn, n, args)
+        return self._time(fn, n, args)
+
+    def _over(self, n: Node) -> object:
+        i = n.keyword("over")
+        if i is None:
+            return -1
+        t = self.t(i)
+        if t.kind is Kind.AXIS:
+            return t.literal
+        if t.is_scalar_static and t.value.is_Integer:
+            return int(t.value)
+        self.err("LA105", "`over` is `time`, `batch` or a feature axis number", n)
+        raise _Poison
+
+    def _feature(self, fn, n: Node, a: Type) -> Type:
+        self._tensor(a, n, f"apply {fn.name} to")
+        if not a.shape:
+            return self.err("LA103", f"`{fn.name}` needs a feature axis", n)
+        over = self._over(n) if "over" in fn.keywords else -1
+        rng = fn.range(a.range) if fn.range else (a.range if fn.name == "mean" else Interval())
+        if over in ("time", "batch"):
+            return Type(a.kind, a.shape, range=rng)
+        axis = over if over >= 0 else len(a.shape) + over
+        if not 0 <= axis < len(a.shape):
+            return self.err("LA105", f"axis {over} is out of range for {fmt_shape(a.shape)}", n)
+        if fn.name in ("sum", "mean", "entropy"):
+            shape = a.shape[:axis] + a.shape[axis + 1:]
+            return Type(a.kind, shape, range=rng)
+        return Type(a.kind, a.shape, range=rng, unit=fn.unit)
+
+    def _combine(self, fn, n: Node, args: list[Type]) -> Type:
+        if fn.name == "clamp":
+            x, lo, hi = args
+            self._tensor(x, n, "clamp")
+            if not (lo.is_scalar_static and hi.is_scalar_static):
+                return self.err("LA105", "clamp bounds must be static numbers", n)
+            rng = Interval(max(x.range.lo, float(self.at_defaults(lo.value) or -INF)),
+                           min(x.range.hi, float(self.at_defaults(hi.value) or INF)))
+            return Type(x.kind, x.shape, range=rng)
+        for a in args:
+            self._tensor(a, n, f"apply {fn.name} to")
+        shape = args[0].shape
+        for a in args[1:]:
+            shape = broadcast(shape, a.shape)
+            if shape is None:
+                return self.err("LA103", f"`{fn.name}` operands have incompatible shapes "
+                                f"{', '.join(fmt_shape(a.shape) for a in args)}", n)
+        kind = Kind.TOKEN if any(a.kind is Kind.TOKEN for a in args) else Kind.STATIC
+        if fn.name == "lerp":
+            a, b, w = (x.range for x in args)
+            rng = a + (b - a) * w
+        elif fn.name == "minimum":
+            rng = Interval(min(args[0].range.lo, args[1].range.lo),
+                           min(args[0].range.hi, args[1].range.hi))
+        else:
+            rng = Interval(max(args[0].range.lo, args[1].range.lo),
+                           max(args[0].range.hi, args[1].range.hi))
+        return Type(kind, shape, range=rng)
+
+    def _structure(self, fn, n: Node, args: list[Type]) -> Type:
+        for a in args:
+            self._tensor(a, n, f"apply {fn.name} to")
+            if not a.shape:
+                return self.err("LA103", f"`{fn.name}` needs vectors, got a scalar", n)
+        kind = Kind.TOKEN if any(a.kind is Kind.TOKEN for a in args) else Kind.STATIC
+        name = fn.name
+        if name == "outer":
+            a, b = args
+            lead = broadcast(a.shape[:-1], b.shape[:-1])
+            if lead is None:
+                return self.err("LA103", f"outer of {fmt_shape(a.shape)} and {fmt_shape(b.shape)}:"
+                                " leading axes differ", n)
+            return Type(kind, lead + (a.shape[-1], b.shape[-1]), range=a.range * b.range)
+        if name == "diag":
+            a = args[0]
+            return Type(kind, a.shape + (a.shape[-1],), range=a.range.join(Interval(0.0, 0.0)))
+        if name == "dot":
+            a, b = args
+            shape = broadcast(a.shape, b.shape)
+            if shape is None or not dims_equal(a.shape[-1], b.shape[-1]):
+                return self.err("LA103", f"dot of {fmt_shape(a.shape)} and {fmt_shape(b.shape)}",
+                                n, "both operands need the same last axis")
+            return Type(kind, shape[:-1])
+        if name == "stack":
+            first = args[0]
+            for a in args[1:]:
+                if not shapes_equal(a.shape, first.shape):
+                    return self.err("LA103", f"stacked paths differ: {fmt_shape(first.shape)} vs "
+                                    f"{fmt_shape(a.shape)}", n, "every path needs the same shape")
+            rng = first.range
+            for a in args[1:]:
+                rng = rng.join(a.range)
+            shape = first.shape[:-1] + (sp.Integer(len(args)), first.shape[-1])
+            return Type(kind, shape, range=rng)
+        if name == "mix":
+            paths, w = args
+            if len(paths.shape) < 2 or not shapes_equal(paths.shape[:-1], w.shape):
+                return self.err("LA103", f"mix(paths {fmt_shape(paths.shape)}, weights "
+                                f"{fmt_shape(w.shape)}): weights need the paths' shape without "
+                                "its last axis", n, "stack(...) gives [H, P, d]; weights [H, P]")
+            return Type(kind, paths.shape[:-1][:-1] + paths.shape[-1:])
+        if name == "concat":
+            lead = args[0].shape[:-1]
+            for a in args[1:]:
+                if not shapes_equal(a.shape[:-1], lead):
+                    return self.err("LA103", "concat operands differ before the last axis", n)
+            return Type(kind, lead + (sp.Add(*[a.shape[-1] for a in args]),))
+        raise AssertionError(name)
+
+    def _time(self, fn, n: Node, args: list[Type]) -> Type:
+        for a in args:
+            self._tensor(a, n, f"apply {fn.name} to")
+        if fn.name == "attention":
+            q, k, v = args
+            if not (shapes_equal(q.shape, k.shape) and len(q.shape) >= 1
+                    and shapes_equal(q.shape[:-1], v.shape[:-1])):
+                return self.err("LA103", f"attention(q {fmt_shape(q.shape)}, k "
+                                f"{fmt_shape(k.shape)}, v {fmt_shape(v.shape)}): q and k need one "
+                                "shape and v the same heads", n)
+            return Type(Kind.TOKEN, v.shape)
+        if fn.name == "cumsum" or fn.name == "reverse_cumsum":
+            over = self._over(n)
+            if over != "time":
+                return self.err("LA105", f"`{fn.name}` runs over time: write `over = time`", n)
+        a = args[0]
+        return Type(Kind.TOKEN, a.shape, range=a.range if fn.name == "token_shift" else Interval())
+
+    # ------------------------------------------------------------------ parameters
+    def _param(self, n: Node) -> Type:
+        kind = PARAM_KINDS[n.attr("kind")]
+        chain = n.attr("chain", 0)
+        positional = n.positional()
+        if kind.chain and chain < 2:
+            return self.err("LA105", f"`{kind.name}` takes its widths as `in -> out`", n,
+                            f"e.g. {kind.name}(hidden_size -> H * dk)")
+        if not kind.chain and chain:
+            return self.err("LA105", f"`{kind.name}` takes no `->` widths", n, kind.doc)
+        if not kind.min_args <= len(positional) <= kind.max_args:
+            return self.err("LA105", f"`{kind.name}` takes {kind.min_args}"
+                            f"{'' if kind.min_args == kind.max_args else f'..{kind.max_args}'} "
+                            f"positional argument(s), got {len(positional)}", n, kind.doc)
+        widths = tuple(self._dim(a, n, f"{kind.name} width") for a in positional)
+        allowed = dict(kind.keywords)
+        window = None
+        for k, a in enumerate(n.args):
+            key = n.key(k)
+            if not key:
+                continue
+            if key not in allowed:
+                return self.err("LA105", f"`{kind.name}` has no keyword `{key}`", n,
+                                f"keywords: {', '.join(allowed) or 'none'}")
+            t = self.t(a)
+            self._check_keyword(kind.name, key, t, n)
+            if key == "width":
+                window = self._dim(a, n, "convolution width")
+        if kind.name == "causal_conv" and window is None:
+            window = sp.Integer(kind.default("width"))
+        if not kind.applies:
+            return Type(Kind.STATIC, widths, range=self._weight_range(n))
+        return Type(Kind.MODULE, module=ModuleInfo(kind.name, widths, window))
+
+    def _weight_range(self, n: Node) -> Interval:
+        init = n.keyword("init")
+        return Interval() if init is None else Interval()
+
+    def _check_keyword(self, kind: str, key: str, t: Type, n: Node) -> None:
+        expect = {"bias": Kind.BOOL, "affine": Kind.BOOL, "act": Kind.STRING,
+                  "padding": Kind.STRING, "init": Kind.STRING}.get(key)
+        if expect is not None and t.kind is not expect:
+            self.err("LA105", f"`{key}` of {kind} must be a {expect.value}", n)
+            raise _Poison
+        if key == "act" and t.literal not in ACTIVATIONS:
+            self.err("LA105", f"unknown activation \"{t.literal}\"", n,
+                     f"activations: {', '.join(ACTIVATIONS)}")
+            raise _Poison
+        if key == "padding" and t.literal not in PADDINGS:
+            self.err("LA105", f"unknown padding \"{t.literal}\"", n, "use \"causal\"")
+            raise _Poison
+        if key == "init" and t.literal not in INITS + ("default",):
+            self.err("LA105", f"unknown init \"{t.literal}\"", n, f"inits: {', '.join(INITS)}")
+            raise _Poison
+        if key in ("eps", "value", "width") and not t.is_scalar_static:
+            self.err("LA105", f"`{key}` of {kind} must be a static number", n)
+            raise _Poison
+
+    def _apply(self, n: Node) -> Type:
+        p = self.t(n.args[0])
+        pnode = self.m.node(n.args[0])
+        if p.kind is not Kind.MODULE:
+            return self.err("LA107", f"`{pnode.name}` is a weight, not a module to call", n,
+                            f"use `{pnode.name}` as a value")
+        info = p.module
+        inputs = [self.t(a) for a in n.args[1:]]
+        if len(inputs) != 1 or any(n.key(k) for k in range(1, len(n.args))):
+            return self.err("LA105", f"`{pnode.name}` takes one input", n)
+        x = inputs[0]
+        self._tensor(x, n, f"apply {pnode.name} to")
+        if not x.shape:
+            return self.err("LA103", f"`{pnode.name}` needs a value with features", n)
+        width_in = info.widths[0] if info.kind != "groupnorm" else info.widths[1]
+        have = x.shape[-1] if info.kind != "groupnorm" else numel(x.shape)
+        if not dims_equal(have, width_in):
+            return self.err(
+                "LA103",
+                f"`{pnode.name}` expects {width_in} input features but gets {have} "
+                f"({fmt_shape(x.shape)})", n,
+                f"declare `{pnode.name}` with input width {have}, or pass a value with "
+                f"{width_in} features")
+        if info.kind in ("linear", "mlp", "lora"):
+            return Type(x.kind, x.shape[:-1] + (info.widths[-1],))
+        if info.kind == "causal_conv" and x.kind is not Kind.TOKEN:
+            return self.err("LA107", "a convolution over time needs a per-token value", n)
+        return Type(x.kind, x.shape)
+
+    def _return(self, n: Node) -> Type:
+        v = self.t(n.args[0])
+        hs = self.symbols.get("hidden_size")
+        if hs is None:
+            return self.err("LA113", "the mixer needs a `hidden_size` hyper-parameter", n,
+                            "add `hidden_size = 1024` to the header")
+        if v.kind is not Kind.TOKEN or not shapes_equal(v.shape, (hs,)):
+            return self.err("LA111", f"the output is {v.describe()}, not token[hidden_size]", n,
+                            "end with an output projection, e.g. o_proj(o) with "
+                            "o_proj : linear(H * dv -> hidden_size)")
+        return Type(Kind.EFFECT)
+
+    def _check_unused(self) -> None:
+        for i, node in self.m.nodes(Op.PARAM):
+            if not self.m.users(i):
+                self.report("LA112", f"parameter `{node.name}` is never used", node.span,
+                            "remove it, or use it (unused weights still load from a checkpoint)")
+
+
+class _Poison(Exception):
+    pass
+
+
+_SYMPY_OPS = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+    "**": lambda a, b: a**b,
+}
+
+_SYMPY_FNS = {
+    "exp": sp.exp,
+    "log": sp.log,
+    "sqrt": sp.sqrt,
+    "abs": sp.Abs,
+    "square": lambda v: v**2,
+}
+
+
+def _interval_op(op: str, a: Type, b: Type) -> Interval:
+    ra, rb = a.range, b.range
+    if op == "+":
+        return ra + rb
+    if op == "-":
+        return ra - rb
+    if op == "*":
+        return ra * rb
+    if op == "/":
+        return ra / rb
+    if op == "**" and b.is_scalar_static:
+        p = b.value
+        if p == 2:
+            lo = 0.0 if ra.lo <= 0 <= ra.hi else min(ra.lo**2, ra.hi**2)
+            return Interval(lo, INF if math.isinf(ra.hi) or math.isinf(ra.lo)
+                            else max(ra.lo**2, ra.hi**2))
+        if ra.lo >= 0:
+            return Interval(0.0, INF)
+    return Interval()
+
+
+__all__ = ["typecheck", "T_SYMBOL", "iv"]

@@ -1,0 +1,108 @@
+"""Syntax tree -> canonical text (``linarch fmt``, and the IR printer's last step).
+
+Canonical form: the header on one line, the body indented four spaces, parameter declarations
+under ``params:`` indented eight, binary operators with single spaces, minimal parentheses,
+comments kept where they were.
+"""
+
+from __future__ import annotations
+
+from linarch.dsl import syntax as ast
+
+INDENT = "    "
+# binding power of binary operators (higher binds tighter)
+PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2, "**": 4}
+UNARY_PRECEDENCE = 3
+
+
+def format_program(program: ast.Program) -> str:
+    out: list[str] = []
+    in_params = False
+    for line in program.lines:
+        stmt = line.stmt
+        if isinstance(stmt, ast.Header):
+            depth = 0
+        elif isinstance(stmt, ast.Section):
+            depth, in_params = 1, True
+        elif isinstance(stmt, ast.ParamDecl) and in_params:
+            depth = 2
+        else:
+            depth, in_params = 1, False
+        if line.blank_before and out:
+            out.append("")
+        out.extend(INDENT * depth + "#" + c for c in line.comments_before)
+        text = INDENT * depth + format_stmt(stmt)
+        if line.comment_after is not None:
+            text += "  #" + line.comment_after
+        out.append(text)
+    out.extend("#" + c for c in program.trailing_comments)
+    return "\n".join(out) + "\n"
+
+
+def format_stmt(stmt: ast.Stmt) -> str:
+    if isinstance(stmt, ast.Header):
+        hps = ", ".join(f"{h.name} = {format_expr(h.default)}" for h in stmt.hparams)
+        return f"mixer {stmt.name}({hps}):"
+    if isinstance(stmt, ast.Section):
+        return f"{stmt.name}:"
+    if isinstance(stmt, ast.ParamDecl):
+        return f"{', '.join(stmt.names)} : {format_expr(stmt.ctor)}"
+    if isinstance(stmt, ast.StateDecl):
+        return f"state {stmt.name} : [{', '.join(format_expr(d) for d in stmt.shape)}]"
+    if isinstance(stmt, ast.Assign):
+        return f"{stmt.name} = {format_expr(stmt.value)}"
+    if isinstance(stmt, ast.Return):
+        return f"return {format_expr(stmt.value)}"
+    if isinstance(stmt, ast.LossDecl):
+        return f"loss {stmt.name} = {format_expr(stmt.value)}"
+    if isinstance(stmt, ast.ComplexityDecl):
+        return f"complexity {stmt.name}"
+    raise TypeError(f"not a statement: {stmt!r}")
+
+
+def format_number(value: int | float) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    text = repr(float(value))
+    return text
+
+
+def format_expr(e, parent: int = 0) -> str:
+    if isinstance(e, ast.Num):
+        text = e.text if e.text else format_number(e.value)
+        return f"({text})" if text.startswith("-") and parent > 0 else text
+    if isinstance(e, ast.Str):
+        return f'"{e.value}"'
+    if isinstance(e, ast.Bool):
+        return "true" if e.value else "false"
+    if isinstance(e, ast.Name):
+        return e.id
+    if isinstance(e, ast.Unary):
+        text = "-" + format_expr(e.operand, UNARY_PRECEDENCE)
+        return f"({text})" if parent > UNARY_PRECEDENCE else text
+    if isinstance(e, ast.Binary):
+        prec = PRECEDENCE[e.op]
+        if e.op == "**":  # right-associative; the base is an atom in the grammar
+            left = format_expr(e.left, 5)
+            right = format_expr(e.right, UNARY_PRECEDENCE)
+        else:
+            left = format_expr(e.left, prec)
+            right = format_expr(e.right, prec + 1)
+        text = f"{left} {e.op} {right}"
+        return f"({text})" if prec < parent else text
+    if isinstance(e, ast.Call):
+        return f"{e.func}({', '.join(format_arg(a) for a in e.args)})"
+    if isinstance(e, ast.Reshape):
+        text = f"{format_expr(e.value, 1)} as [{', '.join(format_expr(d) for d in e.dims)}]"
+        return f"({text})" if parent > 0 else text
+    raise TypeError(f"not an expression: {e!r}")
+
+
+def format_arg(a) -> str:
+    if isinstance(a, ast.Chain):
+        return " -> ".join(format_expr(i) for i in a.items)
+    if isinstance(a, ast.Keyword):
+        return f"{a.name} = {format_expr(a.value)}"
+    return format_expr(a)

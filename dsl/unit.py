@@ -1,0 +1,46 @@
+"""What the passes share: the module under analysis and the facts each pass adds to it.
+
+A pass takes a ``Unit`` and returns a new one (``dataclasses.replace``): the pipeline stays a
+visible sequence of pure steps, and every fact a later stage needs has one owner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from linarch.dsl.ir import Module
+from linarch.dsl.types import Type
+
+
+@dataclass(frozen=True)
+class Options:
+    """Knobs of the analysis (the chunk size used by the chunk-safety check and cost formulas)."""
+
+    chunk_size: int = 64
+
+
+@dataclass(frozen=True)
+class Unit:
+    module: Module
+    options: Options = Options()
+    symbols: Mapping[str, sp.Symbol] = field(default_factory=dict)
+    defaults: Mapping[sp.Symbol, object] = field(default_factory=dict)
+    types: Mapping[int, Type] = field(default_factory=dict)
+    transitions: tuple = ()  # of passes.transitions.Transition
+    time: Mapping[int, object] = field(default_factory=dict)  # node -> passes.causality.Dep
+    cost: object | None = None  # passes.complexity.Cost
+    stability: tuple = ()  # of passes.stability.Verdict
+
+    def type(self, i: int) -> Type:
+        return self.types[i]
+
+    def at_defaults(self, expr: sp.Expr) -> float | None:
+        """Numeric value of a formula at the declared defaults, or None if it has no value."""
+        try:
+            value = sp.sympify(expr).subs(dict(self.defaults))
+            return float(value) if value.is_number else None
+        except (TypeError, ValueError):
+            return None

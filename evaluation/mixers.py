@@ -1,0 +1,106 @@
+"""The one seam between evaluation and the compiler: a mixer as evaluation sees it.
+
+Everything in linarch.evaluation takes a `MixerSpec`. `mixer_from_dsl` builds one with the public
+compiler API (`linarch.compile`, `linarch.analyze`); `load_mixer` goes through a replaceable
+loader so that tests and tools with hand-written layers can stand in for the compiler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class MixerSpec:
+    """A compiled mixer and the static facts the analysis gives at its declared defaults.
+
+    `source` is the DSL text (what a checkpoint stores to rebuild the layer); `structural_hash`
+    identifies the program up to formatting, `code_hash` the generated code.
+    """
+
+    name: str
+    source: str
+    layer_cls: type[nn.Module]
+    flops_per_token: int
+    state_bytes: int
+    structural_hash: str
+    code_hash: str
+
+
+MixerLoader = Callable[[str | Path], MixerSpec]
+
+
+def read_source(path_or_source: str | Path) -> str:
+    """The DSL text: the file's contents when given an existing path, else the text itself."""
+    text = str(path_or_source)
+    if "\n" not in text and len(text) < 4096:
+        path = Path(text)
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    return text
+
+
+def compiled_code(layer_cls: type[nn.Module]) -> str:
+    """The text of the module that defines `layer_cls` (the generated code), or '' if unknown."""
+    module = sys.modules.get(layer_cls.__module__)
+    for obj in (module, layer_cls):
+        if obj is None:
+            continue
+        try:
+            return inspect.getsource(obj)
+        except (OSError, TypeError):
+            continue
+    return ""
+
+
+def mixer_from_dsl(path_or_source: str | Path) -> MixerSpec:
+    """Compile a .lin file (or DSL text) and analyse it into a MixerSpec."""
+    import linarch
+
+    source = read_source(path_or_source)
+    layer_cls = linarch.compile(source, target="torch")
+    analysis = linarch.analyze(source)
+    code = compiled_code(layer_cls)
+    return MixerSpec(
+        name=analysis.name,
+        source=source,
+        layer_cls=layer_cls,
+        flops_per_token=int(analysis.flops_per_token),
+        state_bytes=int(analysis.state_bytes),
+        structural_hash=str(analysis.structural_hash),
+        code_hash=hashlib.sha256(code.encode("utf-8")).hexdigest()[:16],
+    )
+
+
+_loader: MixerLoader = mixer_from_dsl
+
+
+def load_mixer(path_or_source: str | Path) -> MixerSpec:
+    """A MixerSpec through the installed loader (the compiler unless replaced)."""
+    return _loader(path_or_source)
+
+
+def set_mixer_loader(loader: MixerLoader | None) -> MixerLoader:
+    """Install `loader` (None restores `mixer_from_dsl`) and return the previous one."""
+    global _loader
+    previous = _loader
+    _loader = loader or mixer_from_dsl
+    return previous
+
+
+@contextmanager
+def use_mixer_loader(loader: MixerLoader) -> Iterator[None]:
+    """Use `loader` inside the `with` block only."""
+    previous = set_mixer_loader(loader)
+    try:
+        yield
+    finally:
+        set_mixer_loader(previous)

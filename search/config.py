@@ -1,0 +1,239 @@
+"""The TOML configuration of a search run, parsed into frozen dataclasses.
+
+Unknown keys are errors (a typo such as `budget_us` must not silently mean "no budget"), and
+every section has defaults that run a small local search. Example:
+
+    [run]
+    max_candidates = 40
+    preset = "mqar-small"
+    seeds = [0, 1, 2]
+    seed_programs = ["examples/deltanet.lin"]
+
+    [llm]
+    base_url = "http://127.0.0.1:8000/v1"
+    api_key_env = "OPENAI_API_KEY"
+    budget_usd = 2.0
+    [llm.models]
+    default = "gpt-4o-mini"
+    analyzer = "gpt-4o"
+    [llm.prices.gpt-4o-mini]
+    input_per_1k = 0.00015
+    output_per_1k = 0.0006
+
+    [[cascade]]
+    stage = "smoke"
+    min_score = -0.2
+    [[cascade]]
+    stage = "mqar"
+
+    [islands]
+    count = 2
+    selection = "ucb"
+
+    [executor]
+    kind = "local"
+    workers = 2
+    time_limit_s = 900
+    memory_limit_mb = 6000
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from linarch.search.ledger import Price
+
+
+class ConfigError(ValueError):
+    """The configuration names an unknown key or holds a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "search"
+    seed: int = 0
+    max_candidates: int = 20  # proposals, not counting seed programs
+    preset: str = "mqar-small"  # evaluation preset, passed through to `evaluate`
+    seeds: tuple[int, ...] = (0, 1, 2)  # training seeds per evaluation
+    seed_programs: tuple[str, ...] = ()  # .lin files evaluated first (the baseline among them)
+    store: str = ""  # SQLite store shared with linarch.evaluation; "" = RUN/store.sqlite
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = "OPENAI_API_KEY"  # "" for local endpoints that need no key
+    models: Mapping[str, str] = field(default_factory=lambda: {"default": "gpt-4o-mini"})
+    prices: Mapping[str, Price] = field(default_factory=dict)
+    budget_usd: float | None = None
+    timeout_s: float = 120.0
+    max_retries: int = 5
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    temperature: float = 0.7
+    max_tokens: int = 4096
+    language_reference: str = ""  # path of the DSL reference text given to the researcher
+
+    def model_for(self, role: str) -> str:
+        if role in self.models:
+            return self.models[role]
+        if "default" in self.models:
+            return self.models["default"]
+        raise ConfigError(f"no model for role {role!r} and no default in [llm.models]")
+
+
+@dataclass(frozen=True)
+class EngineerConfig:
+    max_repairs: int = 3
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    entries: int = 5  # memory entries retrieved per proposal
+    analyze: bool = True  # run the analyzer (one LLM call per evaluated candidate)
+
+
+@dataclass(frozen=True)
+class CascadeStage:
+    stage: str
+    min_score: float | None = None  # go on to the next stage only if score >= min_score
+
+
+@dataclass(frozen=True)
+class IslandConfig:
+    count: int = 2
+    selection: str = "ucb"  # "ucb" | "rank" | "seeds" (best-of-N ablation: parents = seeds)
+    ucb_c: float = 1.0
+    rank_exponent: float = 1.0
+    inspirations: int = 2
+    migration_interval: int = 8  # evaluations between migrations; 0 = never
+    migration_count: int = 1
+    near_duplicate: float = 0.95  # WL similarity at or above which a candidate is rejected
+    wl_iterations: int = 3
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    kind: str = "local"  # "local" | "ray"
+    address: str = ""  # Ray address; "" starts a local Ray instance
+    workers: int = 2
+    time_limit_s: float = 3600.0
+    memory_limit_mb: int | None = None
+    memory_mode: str = "rss"  # "rss" (watchdog) | "rlimit" (RLIMIT_AS)
+    ray_auth_mode: str = ""  # "token" to join a `ray start` cluster that uses token auth
+
+
+@dataclass(frozen=True)
+class ComponentsConfig:
+    """Import paths "module:attribute" of the pluggable parts; "llm" is the built-in proposer."""
+
+    proposer: str = "llm"
+    check: str = "linarch:check"
+    analyze: str = "linarch:analyze"
+    evaluate: str = ""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    engineer: EngineerConfig = field(default_factory=EngineerConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    cascade: tuple[CascadeStage, ...] = (CascadeStage("full"),)
+    islands: IslandConfig = field(default_factory=IslandConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    components: ComponentsConfig = field(default_factory=ComponentsConfig)
+
+
+def load_config(path: Path | str) -> SearchConfig:
+    with open(path, "rb") as f:
+        return parse_config(tomllib.load(f))
+
+
+def loads_config(text: str) -> SearchConfig:
+    return parse_config(tomllib.loads(text))
+
+
+def parse_config(data: Mapping[str, Any]) -> SearchConfig:
+    sections = {f.name for f in dataclasses.fields(SearchConfig)}
+    _reject_unknown("top level", data, sections)
+    llm = dict(data.get("llm", {}))
+    prices = {
+        model: _build(Price, f"llm.prices.{model}", p) for model, p in llm.pop("prices", {}).items()
+    }
+    models = llm.pop("models", None)
+    llm_cfg = _build(LLMConfig, "llm", llm)
+    llm_cfg = dataclasses.replace(
+        llm_cfg, prices=prices, models=dict(models) if models else llm_cfg.models
+    )
+    cascade = tuple(_build(CascadeStage, "cascade", s) for s in data.get("cascade", ()))
+    config = SearchConfig(
+        run=_build(RunConfig, "run", data.get("run", {})),
+        llm=llm_cfg,
+        engineer=_build(EngineerConfig, "engineer", data.get("engineer", {})),
+        memory=_build(MemoryConfig, "memory", data.get("memory", {})),
+        cascade=cascade or SearchConfig().cascade,
+        islands=_build(IslandConfig, "islands", data.get("islands", {})),
+        executor=_build(ExecutorConfig, "executor", data.get("executor", {})),
+        components=_build(ComponentsConfig, "components", data.get("components", {})),
+    )
+    _validate(config)
+    return config
+
+
+def _build(cls: type, where: str, values: Mapping[str, Any]) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"[{where}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _reject_unknown(f"[{where}]", values, set(fields))
+    kwargs = {}
+    for key, value in values.items():
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"[{where}]: {err}") from err
+
+
+def _reject_unknown(where: str, values: Mapping[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+
+
+def _validate(config: SearchConfig) -> None:
+    checks = [
+        (config.run.max_candidates >= 0, "run.max_candidates must be >= 0"),
+        (len(config.run.seeds) >= 1, "run.seeds needs at least one training seed"),
+        (config.islands.count >= 1, "islands.count must be >= 1"),
+        (
+            config.islands.selection in ("ucb", "rank", "seeds"),
+            "islands.selection must be 'ucb', 'rank' or 'seeds'",
+        ),
+        (0.0 < config.islands.near_duplicate <= 1.0, "islands.near_duplicate must be in (0, 1]"),
+        (config.executor.kind in ("local", "ray"), "executor.kind must be 'local' or 'ray'"),
+        (config.executor.workers >= 1, "executor.workers must be >= 1"),
+        (config.executor.memory_mode in ("rss", "rlimit"), "executor.memory_mode: rss|rlimit"),
+        (config.engineer.max_repairs >= 0, "engineer.max_repairs must be >= 0"),
+        (config.llm.max_retries >= 0, "llm.max_retries must be >= 0"),
+        (len({s.stage for s in config.cascade}) == len(config.cascade), "duplicate cascade stage"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    budget = config.llm.budget_usd
+    if budget is not None and config.components.proposer == "llm":
+        unpriced = sorted(set(config.llm.models.values()) - set(config.llm.prices))
+        if unpriced:
+            raise ConfigError(
+                f"llm.budget_usd is set but model(s) {unpriced} have no [llm.prices.MODEL]"
+            )

@@ -1,0 +1,203 @@
+"""The typed records the search passes around: profiles, evaluation jobs and results, candidates.
+
+Everything here is a frozen dataclass that turns into JSON and back, because every record ends
+up in the run journal and must survive a `kill -9` and a resume unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+class DiagnosticLike(Protocol):
+    """What the search reads from a compiler diagnostic (`linarch.check`)."""
+
+    code: str
+    severity: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class AnalysisLike(Protocol):
+    """What the search reads from `linarch.analyze(source)`."""
+
+    name: str
+    structural_hash: str
+    flops_per_token: int
+    state_bytes: int
+    transition_classes: tuple[str, ...]
+    num_paths: int
+    graph: Any  # networkx.DiGraph; node attribute "node" holds an IR node with an `.op`
+
+
+def log2_bucket(value: float) -> int:
+    """floor(log2(value)), with 0 for values below 1: the coarse axis of a MAP-Elites grid."""
+    return int(math.floor(math.log2(value))) if value >= 1 else 0
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """Where a candidate sits in the MAP-Elites grid of an island."""
+
+    transition: str  # sorted transition classes joined by "+", e.g. "delta" or "delta+diagonal"
+    num_paths: int
+    state_bucket: int  # floor(log2(state bytes))
+    flops_bucket: int  # floor(log2(FLOPs per token))
+
+    @property
+    def cell(self) -> tuple[str, int, int, int]:
+        return (self.transition, self.num_paths, self.state_bucket, self.flops_bucket)
+
+    def label(self) -> str:
+        return (
+            f"{self.transition}/p{self.num_paths}/s2^{self.state_bucket}/f2^{self.flops_bucket}"
+        )
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the search keeps of a compiler analysis: descriptors, the hash, the WL features.
+
+    The IR graph itself is not kept: its Weisfeiler-Lehman feature multiset is enough for
+    near-duplicate detection and it fits in a JSON journal line.
+    """
+
+    name: str
+    structural_hash: str
+    flops_per_token: int
+    state_bytes: int
+    transition_classes: tuple[str, ...]
+    num_paths: int
+    wl_features: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def descriptor(self) -> Descriptor:
+        return Descriptor(
+            transition="+".join(sorted(set(self.transition_classes))) or "none",
+            num_paths=self.num_paths,
+            state_bucket=log2_bucket(self.state_bytes),
+            flops_bucket=log2_bucket(self.flops_per_token),
+        )
+
+    def features(self) -> dict[str, int]:
+        return dict(self.wl_features)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "wl_features": [list(p) for p in self.wl_features]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Profile:
+        return cls(
+            name=str(data["name"]),
+            structural_hash=str(data["structural_hash"]),
+            flops_per_token=int(data["flops_per_token"]),
+            state_bytes=int(data["state_bytes"]),
+            transition_classes=tuple(data["transition_classes"]),
+            num_paths=int(data["num_paths"]),
+            wl_features=tuple((str(k), int(v)) for k, v in data.get("wl_features", ())),
+        )
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One stage of the evaluation cascade for one candidate; `key` is stable across resumes.
+
+    An evaluation store that memoises on `key` makes a resumed run skip work it already did.
+    """
+
+    key: str  # "<run>/<candidate>/<stage>"
+    candidate_id: str
+    source: str
+    stage: str
+    preset: str
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What an evaluation stage returns: the paired difference to DeltaNet, higher is better."""
+
+    score: float
+    ci_low: float
+    ci_high: float
+    verdict: str  # the evaluation's own call, e.g. "better", "worse", "inconclusive"
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    seeds: tuple[int, ...] = ()
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "verdict": self.verdict,
+            "metrics": dict(self.metrics),
+            "seeds": list(self.seeds),
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalResult:
+        return cls(
+            score=float(data["score"]),
+            ci_low=float(data["ci_low"]),
+            ci_high=float(data["ci_high"]),
+            verdict=str(data["verdict"]),
+            metrics={str(k): float(v) for k, v in data.get("metrics", {}).items()},
+            seeds=tuple(int(s) for s in data.get("seeds", ())),
+            detail=str(data.get("detail", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An evaluated program: its text, lineage, profile and the last cascade result it reached."""
+
+    id: str
+    source: str
+    motivation: str
+    parent_ids: tuple[str, ...]
+    island: int
+    generation: int
+    origin: str  # "seed", "llm", "mutation", ...
+    profile: Profile
+    result: EvalResult | None
+    stages_passed: int  # how many cascade stages returned OK (and, before the last, passed)
+    cost_usd: float = 0.0
+    analysis: str = ""
+
+    @property
+    def score(self) -> float:
+        return self.result.score if self.result is not None else float("-inf")
+
+    @property
+    def rank_key(self) -> tuple[int, float]:
+        """Candidates that went further in the cascade rank first, then by score."""
+        return (self.stages_passed, self.score)
+
+    def brief(self) -> dict[str, Any]:
+        """The view a prompt template gets of a candidate."""
+        r = self.result
+        return {
+            "id": self.id,
+            "name": self.profile.name,
+            "source": self.source,
+            "motivation": self.motivation,
+            "score": None if r is None else r.score,
+            "ci_low": None if r is None else r.ci_low,
+            "ci_high": None if r is None else r.ci_high,
+            "verdict": "" if r is None else r.verdict,
+            "metrics": {} if r is None else dict(r.metrics),
+            "descriptor": self.profile.descriptor.label(),
+            "flops_per_token": self.profile.flops_per_token,
+            "state_bytes": self.profile.state_bytes,
+            "analysis": self.analysis,
+        }
+
+
+def best_of(candidates: Sequence[Candidate]) -> Candidate | None:
+    return max(candidates, key=lambda c: c.rank_key, default=None)
