@@ -22,6 +22,7 @@ class Family(str, Enum):
     COMBINE = "combine"  # elementwise over several broadcast operands
     STRUCTURE = "structure"  # outer, diag, stack, mix, concat, dot
     TIME = "time"  # mixes positions: token_shift, cumsum, attention, ...
+    POSITION = "position"  # depends on the position index t itself: rotary, or static: arange
 
 
 class Time(str, Enum):
@@ -114,6 +115,13 @@ COMBINE = (
     Builtin("clamp", Family.COMBINE, 3, 3, doc="clamp(x, lo, hi) with static bounds"),
 )
 
+POSITION = (
+    Builtin("rotary", Family.POSITION, 1, 1, keywords=("base",), flops=3,
+            doc="rotary position embedding over the last axis (non-interleaved halves)"),
+    Builtin("arange", Family.POSITION, 1, 1, flops=0,
+            doc="the static vector 0, 1, ..., n-1 (per-head constants such as RetNet's gammas)"),
+)
+
 STRUCTURE = (
     Builtin("outer", Family.STRUCTURE, 2, 2, doc="outer(a, b)[..., i, j] = a_i b_j"),
     Builtin("diag", Family.STRUCTURE, 1, 1, doc="diagonal matrix from the last axis"),
@@ -121,6 +129,8 @@ STRUCTURE = (
     Builtin("stack", Family.STRUCTURE, 2, 16, doc="paths stacked on a new axis before the last"),
     Builtin("mix", Family.STRUCTURE, 2, 2, flops=2, doc="mix(paths, w): sum_p w[.., p] paths[.., p, :]"),
     Builtin("concat", Family.STRUCTURE, 2, 16, flops=0, doc="concatenate along the last axis"),
+    Builtin("slice", Family.STRUCTURE, 3, 3, flops=0,
+            doc="slice(x, start, length): features start .. start+length-1 of the last axis"),
 )
 
 TIME = (
@@ -134,7 +144,9 @@ TIME = (
             doc="softmax attention; quadratic in T, so only in mixers that declare it"),
 )
 
-BUILTINS: dict[str, Builtin] = {b.name: b for b in ELEMENTWISE + FEATURE + COMBINE + STRUCTURE + TIME}
+BUILTINS: dict[str, Builtin] = {
+    b.name: b for b in ELEMENTWISE + FEATURE + COMBINE + STRUCTURE + TIME + POSITION
+}
 
 # names that are values, not functions
 RESERVED_VALUES = {"x": "the layer input", "I": "the identity transition", "T": "the sequence length",

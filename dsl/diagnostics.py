@@ -46,7 +46,7 @@ CODES: dict[str, Code] = _codes(
     ("LA106", "error", "unknown function or parameter kind"),
     ("LA107", "error", "value of the wrong kind"),
     ("LA108", "error", "state declared but never updated"),
-    ("LA109", "error", "state updated twice or before its declaration"),
+    ("LA109", "error", "state read between its micro-steps"),
     ("LA110", "error", "missing or repeated return"),
     ("LA111", "error", "output does not have hidden_size features"),
     ("LA112", "warning", "parameter declared but never used"),

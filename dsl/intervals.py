@@ -55,10 +55,16 @@ class Interval:
         return Interval(min(products), max(products))
 
     def reciprocal(self) -> Interval:
+        if self.lo >= 0 and self.hi > 0 and self.positive:
+            return Interval(_inv(self.hi), _inv(self.lo))
         if self.lo > 0 or self.hi < 0:
-            return Interval(1 / self.hi if self.hi not in (INF, -INF) else 0.0,
-                            1 / self.lo if self.lo not in (INF, -INF) else 0.0).ordered()
+            return Interval(_inv(self.hi), _inv(self.lo)).ordered()
         return Interval()
+
+    @property
+    def positive(self) -> bool:
+        """Strictly positive (lo > 0, or lo == TINY standing for an open bound at 0)."""
+        return self.lo > 0
 
     def __truediv__(self, o: Interval) -> Interval:
         return self * o.reciprocal()
@@ -69,6 +75,17 @@ class Interval:
     def monotone(self, fn) -> Interval:
         """Image under an increasing function defined on the whole interval."""
         return Interval(fn(self.lo), fn(self.hi))
+
+
+TINY = 5e-324  # lower bound of a quantity known to be > 0 (a positive hyper-parameter)
+
+
+def _inv(v: float) -> float:
+    if v in (INF, -INF):
+        return 0.0
+    if v == TINY or abs(v) < 1e-300:
+        return INF if v > 0 else -INF
+    return 1 / v
 
 
 def _add(a: float, b: float, nan_as: float) -> float:

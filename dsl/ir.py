@@ -15,7 +15,6 @@ from enum import Enum
 from typing import Any
 
 import networkx as nx
-
 from linarch.dsl.source import Source, Span
 
 
@@ -33,7 +32,7 @@ class Op(str, Enum):
     PARAM = "param"  # attr kind: a parameter constructor of linarch.dsl.params; args: its arguments
     APPLY = "apply"  # args: param, inputs...: a parameter module applied to values
     STATE = "state"  # args: dims; the state before the token, S_{t-1}
-    UPDATE = "update"  # args: state, new value; the state after the token, S_t
+    UPDATE = "update"  # args: state (or previous micro-step), new value; S_t
     ALIAS = "alias"  # `a = b`: a second name for a value
     RETURN = "return"  # the layer's output at token t
     LOSS = "loss"  # an auxiliary training loss, averaged over tokens
@@ -138,7 +137,7 @@ def verify(module: Module) -> list[str]:
         edges = sorted((d["index"], u) for u, _, d in g.in_edges(i, data=True))
         if [u for _, u in edges] != list(node.args):
             problems.append(f"node {i}: edges do not mirror operands")
-        if node.op is Op.UPDATE and module.node(node.args[0]).op is not Op.STATE:
+        if node.op is Op.UPDATE and module.node(node.args[0]).op not in (Op.STATE, Op.UPDATE):
             problems.append(f"node {i}: UPDATE of a non-state")
         if node.op is Op.APPLY and module.node(node.args[0]).op is not Op.PARAM:
             problems.append(f"node {i}: APPLY of a non-parameter")

@@ -61,9 +61,7 @@ def split(text: str) -> tuple[list[LogicalLine], list[BracketError], tuple[str, 
         ch = text[i]
         if in_string:
             buf.append(ch)
-            if ch == '"':
-                in_string = False
-            elif ch == "\n":
+            if ch == '"' or ch == "\n":
                 in_string = False
             i += 1
             continue

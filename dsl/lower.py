@@ -1,7 +1,8 @@
 """Syntax tree -> IR graph, resolving every name (the "names" stage of the pipeline).
 
-Bindings are single-assignment: a name is defined once, except a declared state, whose one
-assignment is its update (inside the update, the state's name means S_{t-1}; after it, S_t).
+Bindings are single-assignment: a name is defined once, except a declared state, whose
+assignments are its update (inside the update, the state's name means S_{t-1}; after it, S_t;
+several assignments are micro-steps within one token).
 Reserved names: ``x`` (the input), ``I`` (identity), ``T`` (sequence length), ``time``, ``batch``.
 """
 
@@ -132,13 +133,12 @@ class _Lowering:
 
     def _assign(self, stmt: ast.Assign) -> None:
         if stmt.name in self.states:
-            if stmt.name in self.updated:
-                self.report("LA109", f"state `{stmt.name}` is updated twice", stmt.span,
-                            "a state has exactly one update per token; combine the terms")
-                raise _Broken
+            # An update of a declared state. A second update of the same state in one token is
+            # a micro-step (DeltaProduct's Householders): inside it, the name means the state
+            # after the previous step.
             value = self._expr(stmt.value)
-            nid = self.b.add(Node(Op.UPDATE, (self.states[stmt.name], value), name=stmt.name,
-                                  span=stmt.span))
+            current = self.env[stmt.name]
+            nid = self.b.add(Node(Op.UPDATE, (current, value), name=stmt.name, span=stmt.span))
             self.updated.add(stmt.name)
             self.env[stmt.name] = nid
             return

@@ -31,9 +31,7 @@ PARAM_KINDS: dict[str, ParamKind] = {
     for k in (
         ParamKind("linear", True, 2, 2, (("bias", False),), "y = x W^T (+ b): weight [out, in]"),
         ParamKind("mlp", True, 3, 6, (("act", "silu"), ("bias", True)),
-                  "Linear -> act -> Linear ...: hidden layers in the chain"),
-        ParamKind("lora", True, 3, 3, (("act", "tanh"), ("bias", True)),
-                  "low-rank Linear(no bias) -> act -> Linear, as fla's LoRA"),
+                  "Linear -> act -> Linear ... (weights .0, .2, ...): hidden widths in the chain"),
         ParamKind("causal_conv", False, 1, 1,
                   (("width", 4), ("bias", False), ("padding", "causal"), ("init", "default")),
                   "depthwise convolution over time, left-padded: window of `width` tokens"),
@@ -44,7 +42,8 @@ PARAM_KINDS: dict[str, ParamKind] = {
         ParamKind("groupnorm", False, 2, 2, (("eps", 1e-5), ("affine", True), ("bias", False)),
                   "groupnorm(groups, channels): norm per group over heads x features"),
         ParamKind("weight", False, 1, 4, (("init", "zeros"), ("value", 0.0)),
-                  "a raw tensor used as a static value, e.g. A_log : weight(H, init = \"a_log\")",
+                  "a raw tensor used as a static value, e.g. A_log : weight(H, init = \"a_log\"); "
+                  "leading 1s are storage only: weight(1, 1, d) is used as [d]",
                   applies=False),
     )
 }

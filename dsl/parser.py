@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-
 from linarch.dsl import syntax as ast
 from linarch.dsl.diagnostics import Reporter
 from linarch.dsl.lines import LogicalLine, split

@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 import sympy as sp
-
 from linarch.dsl.intervals import Interval
 
 

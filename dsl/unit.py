@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import sympy as sp
-
 from linarch.dsl.ir import Module
 from linarch.dsl.types import Type
 

@@ -102,7 +102,7 @@ def _visit(unit: Unit, i: int, n: Node, deps: dict[int, Dep]) -> Dep:
         return STATIC
     args = [deps[a] for a in n.args]
     if n.op in (Op.STATE, Op.UPDATE):
-        return Dep(Reach.PREFIX, why=f"the recurrence over tokens <= t ({n.name})")
+        return Dep(Reach.PREFIX, why=f"recurrence of `{n.name}` over tokens <= t")
     if n.op is Op.CALL:
         fn = n.attr("fn")
         over = _over(unit, n)
@@ -147,6 +147,6 @@ def _visit(unit: Unit, i: int, n: Node, deps: dict[int, Dep]) -> Dep:
             if ptype is not None and ptype.module is not None and ptype.module.window is not None:
                 w = unit.at_defaults(ptype.module.window)
                 window = int(w) if w is not None else 4
-            return widen(join(args[1:]), window, f"causal conv `{pnode.name}` (window {window})")
+            return widen(join(args[1:]), window, f"causal conv `{pnode.name}`")
         return join(args[1:])
     return join(args)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 import networkx as nx
-
 from linarch.dsl.diagnostics import Reporter
 from linarch.dsl.ir import Module, Node, Op
 from linarch.dsl.printer import format_expr
@@ -60,12 +59,23 @@ class RankOne:
     rate: int | None
     sign: int
     base: int | None = None  # diag operand for DPLR
+    scaled_identity: int | None = None  # alpha in alpha I + outer(a, b) (decay not on the read)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One micro-step S <- S A_j + B_j (most states have one step per token)."""
+
+    update: int
+    decays: tuple[Decay, ...]
+    rank_ones: tuple[RankOne, ...]
+    writes: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)
 class Transition:
     state: int  # STATE node (S_{t-1})
-    update: int  # UPDATE node (S_t)
+    update: int  # the last UPDATE node (S_t)
     name: str
     cls: TClass
     gate: Gate
@@ -74,6 +84,7 @@ class Transition:
     writes: tuple[tuple[int, int], ...]  # (sign, node) input terms B_t
     elementwise: tuple[int, ...] = ()  # factors with no log-space chunk form
     formula: str = ""
+    steps: tuple[Step, ...] = ()
 
     @property
     def householders(self) -> int:
@@ -89,10 +100,13 @@ class Transition:
     @property
     def label(self) -> str:
         if self.cls is TClass.HOUSEHOLDER:
-            return f"{len(self.rank_ones)} householders ({self.gate.value} gate)"
+            gate = "no" if self.gate is Gate.NONE else self.gate.value
+            return f"{len(self.rank_ones)} householders ({gate} gate)"
         if self.cls in (TClass.DELTA, TClass.IPLR, TClass.DPLR):
-            return f"{self.cls.value} ({self.gate.value} gate)" if self.cls is not TClass.DPLR \
-                else self.cls.value
+            if self.cls is TClass.DPLR:
+                return self.cls.value
+            gate = "no" if self.gate is Gate.NONE else self.gate.value
+            return f"{self.cls.value} ({gate} gate)"
         return self.cls.value
 
 
@@ -117,12 +131,27 @@ class _Reject(Exception):
 def transitions(unit: Unit, report: Reporter) -> Unit:
     found = []
     m = unit.module
-    for i, node in m.nodes(Op.UPDATE):
+    for i, node in m.nodes(Op.STATE):
+        steps = _steps(m, i)
+        if not steps:
+            continue  # never updated: reported by lowering (LA108)
         try:
-            found.append(_classify(unit, i, node))
+            found.append(_classify(unit, i, steps))
         except _Reject as r:
             report(r.code, r.message, r.node.span or node.span, r.hint)
     return replace(unit, transitions=tuple(found))
+
+
+def _steps(m: Module, state: int) -> list[int]:
+    steps = []
+    current = state
+    while True:
+        nxt = [u for u in m.users(current)
+               if m.node(u).op is Op.UPDATE and m.node(u).args[0] == current]
+        if not nxt:
+            return steps
+        steps.append(nxt[0])
+        current = nxt[0]
 
 
 def resolve(m: Module, i: int) -> int:
@@ -131,8 +160,36 @@ def resolve(m: Module, i: int) -> int:
     return i
 
 
-def _classify(unit: Unit, upd: int, node: Node) -> Transition:
+def _classify(unit: Unit, state: int, updates: list[int]) -> Transition:
     m = unit.module
+    for here, after in zip(updates, updates[1:]):
+        inside = nx.ancestors(m.graph, after) | nx.descendants(m.graph, after) | {after}
+        readers = sorted(nx.descendants(m.graph, here) - inside)
+        if readers:
+            raise _Reject("LA109", f"`{m.node(here).name}` is read between its micro-steps",
+                          m.node(readers[0]), "read the state after its last update")
+    steps: list[Step] = []
+    scales_all: list[int] = []
+    right_all: list[int] = []
+    elementwise: list[int] = []
+    for upd in updates:
+        step, scales, right, ew = _step(unit, upd)
+        steps.append(step)
+        scales_all += scales
+        right_all += right
+        elementwise += ew
+    decays = tuple(d for st in steps for d in st.decays)
+    rank_ones = tuple(r for st in steps for r in st.rank_ones)
+    writes = tuple(w for st in steps for w in st.writes)
+    last = m.node(updates[-1])
+    cls, gate = _decide(m, decays, rank_ones, elementwise, last)
+    return Transition(state, updates[-1], last.name, cls, gate, decays, rank_ones, writes,
+                      tuple(elementwise), _formula(m, scales_all, right_all), tuple(steps))
+
+
+def _step(unit: Unit, upd: int) -> tuple[Step, list[int], list[int], list[int]]:
+    m = unit.module
+    node = m.node(upd)
     s = node.args[0]
     downstream = nx.descendants(m.graph, s) | {s}
 
@@ -142,7 +199,6 @@ def _classify(unit: Unit, upd: int, node: Node) -> Transition:
     terms = _terms(m, node.args[1], 1)
     s_terms = [(sign, t) for sign, t in terms if dep(t)]
     writes = tuple((sign, t) for sign, t in terms if not dep(t))
-    hint = "write the update as `S = decay * S @ (I - beta * outer(k, k)) + write`"
     if len(s_terms) > 1:
         raise _Reject("LA302", f"state `{node.name}` appears in {len(s_terms)} terms of its update",
                       node, "factor it once: S @ (A1 + A2) + B")
@@ -152,8 +208,7 @@ def _classify(unit: Unit, upd: int, node: Node) -> Transition:
     scales: list[int] = []
     right: list[int] = []
     if s_terms:
-        sign, term = s_terms[0]
-        _chain(m, term, s, dep, scales, right)
+        _chain(m, s_terms[0][1], s, dep, scales, right)
     state_shape = unit.types[s].shape
     decays: list[Decay] = []
     rank_ones: list[RankOne] = []
@@ -162,10 +217,7 @@ def _classify(unit: Unit, upd: int, node: Node) -> Transition:
         _scale(unit, f, state_shape, decays, elementwise)
     for r in right:
         _factor(unit, r, dep, decays, rank_ones, elementwise, state_shape)
-    cls, gate = _decide(m, decays, rank_ones, elementwise, node)
-    formula = _formula(m, scales, right)
-    return Transition(s, upd, node.name, cls, gate, tuple(decays), tuple(rank_ones), writes,
-                      tuple(elementwise), formula)
+    return Step(upd, tuple(decays), tuple(rank_ones), writes), scales, right, elementwise
 
 
 def _terms(m: Module, i: int, sign: int) -> list[tuple[int, int]]:
@@ -283,6 +335,11 @@ def _factor(unit: Unit, r: int, dep, decays, rank_ones, elementwise, state_shape
             if ln.op is Op.IDENTITY:
                 rank_ones.append(RankOne(r, u, w, rate, sign))
                 return
+            scaled = _scaled_identity(m, left)
+            if scaled is not None:  # alpha I + outer(a, b): Comba's decay outside the read
+                _scale(unit, scaled, state_shape, decays, elementwise)
+                rank_ones.append(RankOne(r, u, w, rate, sign, scaled_identity=scaled))
+                return
             if ln.op is Op.CALL and ln.attr("fn") == "diag":
                 rank_ones.append(RankOne(r, u, w, rate, sign, base=ln.args[0]))
                 return
@@ -290,6 +347,17 @@ def _factor(unit: Unit, r: int, dep, decays, rank_ones, elementwise, state_shape
         "LA302", "this transition factor has no known structure", n,
         "factors are I, diag(exp(g)), I - beta * outer(k, k), I + outer(a, b), "
         "diag(w) + outer(a, b), or a per-head decay exp(g)")
+
+
+def _scaled_identity(m: Module, i: int) -> int | None:
+    n = m.node(i)
+    if n.op is Op.BINARY and n.attr("op") == "*":
+        a, b = (resolve(m, x) for x in n.args)
+        if m.node(b).op is Op.IDENTITY:
+            return a
+        if m.node(a).op is Op.IDENTITY:
+            return b
+    return None
 
 
 def _rank_one(m: Module, i: int) -> tuple[int | None, int, int] | None:

@@ -13,7 +13,6 @@ import math
 from dataclasses import replace
 
 import sympy as sp
-
 from linarch.dsl import intervals as iv
 from linarch.dsl.builtins import BUILTINS, Family
 from linarch.dsl.diagnostics import Reporter
@@ -50,7 +49,7 @@ def static_range(value: sp.Expr, defaults) -> Interval:
             return Interval()
         return Interval(v, v) if math.isfinite(v) else Interval()
     if value.is_positive:
-        return Interval(0.0, INF)
+        return Interval(iv.TINY, INF)
     if value.is_nonnegative:
         return Interval(0.0, INF)
     if value.is_negative or value.is_nonpositive:
@@ -192,6 +191,17 @@ class _Checker:
             raise _Poison
         return value
 
+    def _static_int(self, i: int, n: Node, what: str, allow_zero: bool = False) -> sp.Expr:
+        t = self.t(i)
+        if not t.is_scalar_static:
+            self.err("LA107", f"{what} must be a static number", n)
+            raise _Poison
+        num = self.at_defaults(t.value)
+        if num is None or num < (0 if allow_zero else 1) or abs(num - round(num)) > 1e-9:
+            self.err("LA114", f"{what} `{t.value}` is not an integer at the defaults", n)
+            raise _Poison
+        return t.value
+
     def _tensor(self, t: Type, n: Node, what: str) -> None:
         if t.kind is Kind.MODULE:
             self.err("LA107", f"cannot {what} a parameter module; call it on a value", n,
@@ -249,7 +259,7 @@ class _Checker:
         if len(a.shape) < 2:
             return self.err("LA103", f"the left side of `@` must be a matrix, got "
                             f"{fmt_shape(a.shape)}", n, "states are [H, dv, dk]: write S @ q")
-        if len(b.shape) == len(a.shape) - 1:  # matrix @ vector
+        if len(b.shape) < len(a.shape):  # matrix @ vector (the vector may omit leading axes)
             if not dims_equal(a.shape[-1], b.shape[-1]) or broadcast(a.shape[:-2], b.shape[:-1]) \
                     is None:
                 return self.err("LA103", f"cannot multiply {fmt_shape(a.shape)} by vector "
@@ -310,7 +320,21 @@ class _Checker:
             return self._combine(fn, n, args)
         if fn.family is Family.STRUCTURE:
             return self._structure(fn, n, args)
+        if fn.family is Family.POSITION:
+            return self._position(fn, n, args)
         return self._time(fn, n, args)
+
+    def _position(self, fn, n: Node, args: list[Type]) -> Type:
+        a = args[0]
+        if fn.name == "arange":
+            length = self._dim(n.args[0], n, "arange length")
+            top = self.at_defaults(length)
+            hi = INF if not length.is_number else float(top) - 1
+            return Type(Kind.STATIC, (length,), range=Interval(0.0, hi))
+        self._tensor(a, n, "apply rotary to")
+        if a.kind is not Kind.TOKEN or not a.shape:
+            return self.err("LA107", "rotary needs a per-token value with features", n)
+        return Type(Kind.TOKEN, a.shape)
 
     def _over(self, n: Node) -> object:
         i = n.keyword("over")
@@ -370,6 +394,16 @@ class _Checker:
         return Type(kind, shape, range=rng)
 
     def _structure(self, fn, n: Node, args: list[Type]) -> Type:
+        if fn.name == "slice":
+            x = args[0]
+            self._tensor(x, n, "slice")
+            start = self._static_int(n.args[1], n, "slice start", allow_zero=True)
+            length = self._dim(n.args[2], n, "slice length")
+            end, size = self.at_defaults(start + length), self.at_defaults(x.shape[-1])
+            if end is None or size is None or end > size + 1e-9:
+                return self.err("LA105", f"slice [{start}, {start + length}) is outside the "
+                                f"{x.shape[-1]} features", n)
+            return Type(x.kind, x.shape[:-1] + (length,), range=x.range)
         for a in args:
             self._tensor(a, n, f"apply {fn.name} to")
             if not a.shape:
@@ -468,12 +502,15 @@ class _Checker:
         if kind.name == "causal_conv" and window is None:
             window = sp.Integer(kind.default("width"))
         if not kind.applies:
-            return Type(Kind.STATIC, widths, range=self._weight_range(n))
+            logical = widths
+            while len(logical) > 1 and logical[0] == 1:
+                logical = logical[1:]  # leading 1s are storage only (fla's [1, 1, d] mixes)
+            return Type(Kind.STATIC, logical, range=self._weight_range(n))
         return Type(Kind.MODULE, module=ModuleInfo(kind.name, widths, window))
 
     def _weight_range(self, n: Node) -> Interval:
-        init = n.keyword("init")
-        return Interval() if init is None else Interval()
+        """Learned weights can take any value; only their use (exp, sigmoid ...) bounds them."""
+        return Interval()
 
     def _check_keyword(self, kind: str, key: str, t: Type, n: Node) -> None:
         expect = {"bias": Kind.BOOL, "affine": Kind.BOOL, "act": Kind.STRING,
@@ -510,7 +547,9 @@ class _Checker:
         if not x.shape:
             return self.err("LA103", f"`{pnode.name}` needs a value with features", n)
         width_in = info.widths[0] if info.kind != "groupnorm" else info.widths[1]
-        have = x.shape[-1] if info.kind != "groupnorm" else numel(x.shape)
+        # convolutions and group norms act on all features of a token, whatever their shape
+        whole = info.kind in ("groupnorm", "causal_conv")
+        have = numel(x.shape) if whole else x.shape[-1]
         if not dims_equal(have, width_in):
             return self.err(
                 "LA103",
@@ -518,7 +557,7 @@ class _Checker:
                 f"({fmt_shape(x.shape)})", n,
                 f"declare `{pnode.name}` with input width {have}, or pass a value with "
                 f"{width_in} features")
-        if info.kind in ("linear", "mlp", "lora"):
+        if info.kind in ("linear", "mlp"):
             return Type(x.kind, x.shape[:-1] + (info.widths[-1],))
         if info.kind == "causal_conv" and x.kind is not Kind.TOKEN:
             return self.err("LA107", "a convolution over time needs a per-token value", n)
@@ -574,6 +613,13 @@ def _interval_op(op: str, a: Type, b: Type) -> Interval:
         return ra * rb
     if op == "/":
         return ra / rb
+    if op == "**" and a.is_scalar_static and ra.lo > 0:
+        base = ra.lo
+        if base == 1:
+            return Interval(1.0, 1.0)
+        lo, hi = rb.lo, rb.hi
+        f = (lambda e: iv.exp(e * math.log(base)))
+        return Interval(min(f(lo), f(hi)), max(f(lo), f(hi)))
     if op == "**" and b.is_scalar_static:
         p = b.value
         if p == 2:

@@ -1,0 +1,117 @@
+"""The public Python API: what users, the evaluation harness and the search loop call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import networkx as nx
+
+from linarch.dsl.diagnostics import Diagnostic, LinarchError, Reporter
+from linarch.dsl.hashing import structural_hash
+from linarch.dsl.ir import Module, Op
+from linarch.dsl.parser import parse
+from linarch.dsl.pipeline import Result, analyse
+from linarch.dsl.printer import format_program
+from linarch.dsl.report import show as _show
+from linarch.dsl.source import Source
+from linarch.dsl.unit import Options
+
+Sourceish = str | Path | Source
+
+
+def load_source(path_or_source: Sourceish) -> Source:
+    """A path (``Path``, or a one-line string ending in .lin) is read; other strings are DSL."""
+    if isinstance(path_or_source, Source):
+        return path_or_source
+    if isinstance(path_or_source, Path):
+        return Source.from_path(path_or_source)
+    text = str(path_or_source)
+    if "\n" not in text and text.strip().endswith(".lin"):
+        return Source.from_path(text.strip())
+    return Source(text)
+
+
+def check(path_or_source: Sourceish, *, chunk_size: int = 64) -> list[Diagnostic]:
+    """Every diagnostic of a program (errors and warnings), sorted by position."""
+    return list(analyse(load_source(path_or_source), Options(chunk_size)).diagnostics)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A checked program and the facts the compiler proved about it, at the declared defaults."""
+
+    result: Result
+
+    @property
+    def module(self) -> Module:
+        return self.result.unit.module
+
+    @property
+    def name(self) -> str:
+        return self.module.name
+
+    @property
+    def diagnostics(self) -> tuple[Diagnostic, ...]:
+        return self.result.diagnostics
+
+    @cached_property
+    def structural_hash(self) -> str:
+        return structural_hash(self.module)
+
+    @property
+    def graph(self) -> nx.MultiDiGraph:
+        return self.module.graph
+
+    def _at(self, expr) -> int:
+        unit = self.result.unit
+        return unit.cost.at(unit, expr)
+
+    @property
+    def flops_per_token(self) -> int:
+        return self._at(self.result.unit.cost.flops_per_token)
+
+    @property
+    def state_bytes(self) -> int:
+        return self._at(self.result.unit.cost.state_bytes)
+
+    @property
+    def params(self) -> int:
+        return self._at(self.result.unit.cost.params)
+
+    @property
+    def transition_classes(self) -> tuple[str, ...]:
+        return tuple(t.label for t in self.result.unit.transitions)
+
+    @property
+    def num_paths(self) -> int:
+        unit = self.result.unit
+        paths = [int(unit.at_defaults(unit.types[n.args[0]].shape[-2]) or 1)
+                 for _, n in self.module.nodes(Op.CALL) if n.attr("fn") == "mix"]
+        return max(paths, default=1)
+
+    def show(self) -> str:
+        return _show(self.result)
+
+
+def analyze(path_or_source: Sourceish, *, chunk_size: int = 64) -> Analysis:
+    """Check a program and return its analysis; raises LinarchError if it has errors."""
+    result = analyse(load_source(path_or_source), Options(chunk_size))
+    if not result.ok:
+        raise LinarchError(list(result.diagnostics))
+    return Analysis(result)
+
+
+def show(path_or_source: Sourceish, *, chunk_size: int = 64) -> str:
+    return _show(analyse(load_source(path_or_source), Options(chunk_size)))
+
+
+def format_source(path_or_source: Sourceish) -> str:
+    """Canonical text of a program (comments kept); raises LinarchError on syntax errors."""
+    source = load_source(path_or_source)
+    report = Reporter(source)
+    program = parse(source, report)
+    if report.has_errors:
+        raise LinarchError(report.diagnostics)
+    return format_program(program)
