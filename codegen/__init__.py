@@ -1,1 +1,2 @@
-"""linarch.codegen."""
+"""Code generation: checked IR -> PyTorch modules (``torch_backend``) and Triton kernels
+(``linarch.kernels``)."""

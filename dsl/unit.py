@@ -39,7 +39,8 @@ class Unit:
     def at_defaults(self, expr: sp.Expr) -> float | None:
         """Numeric value of a formula at the declared defaults, or None if it has no value."""
         try:
-            value = sp.sympify(expr).subs(dict(self.defaults))
+            subs = {k: sp.sympify(v) for k, v in self.defaults.items()}
+            value = sp.sympify(expr).xreplace(subs)  # = subs() for symbols -> numbers, faster
             return float(value) if value.is_number else None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, sp.SympifyError):
             return None

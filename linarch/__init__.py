@@ -6,7 +6,16 @@
     linarch.compile(path_or_source, target="torch") -> the layer class
 """
 
-from linarch.api import Analysis, analyze, check, format_source, load_source, show
+from linarch.api import (
+    Analysis,
+    analyze,
+    check,
+    compile,
+    format_source,
+    generate,
+    load_source,
+    show,
+)
 from linarch.dsl.diagnostics import Diagnostic, LinarchError
 
 __version__ = "0.1.0"
@@ -17,6 +26,8 @@ __all__ = [
     "LinarchError",
     "analyze",
     "check",
+    "compile",
+    "generate",
     "format_source",
     "load_source",
     "show",

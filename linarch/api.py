@@ -107,6 +107,37 @@ def show(path_or_source: Sourceish, *, chunk_size: int = 64) -> str:
     return _show(analyse(load_source(path_or_source), Options(chunk_size)))
 
 
+TARGETS = ("torch", "triton")
+
+
+def generate(path_or_source: Sourceish, target: str = "torch", *, chunk_size: int = 64) -> str:
+    """The generated Python source of a program's layer (one file; torch, or torch + triton)."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    result = analyse(load_source(path_or_source), Options(chunk_size))
+    if not result.ok:
+        raise LinarchError(list(result.diagnostics))
+    if target == "torch":
+        from linarch.codegen.torch_backend import TorchOptions
+        from linarch.codegen.torch_backend import generate as torch_generate
+
+        return torch_generate(result.unit, TorchOptions(chunk_size=chunk_size))
+    from linarch.codegen.triton_backend import generate as triton_generate
+
+    return triton_generate(result.unit, chunk_size=chunk_size)
+
+
+def compile(path_or_source: Sourceish, target: str = "torch", *, chunk_size: int = 64) -> type:  # noqa: A001
+    """The layer class of a program: ``Layer(hidden_size=..., num_heads=...)`` is an nn.Module
+    with fla's constructor keywords and forward signature."""
+    from linarch.codegen.loader import load_class
+
+    source = load_source(path_or_source)
+    text = generate(source, target, chunk_size=chunk_size)
+    result = analyse(source, Options(chunk_size))
+    return load_class(text, result.unit.module.name, source.name)
+
+
 def format_source(path_or_source: Sourceish) -> str:
     """Canonical text of a program (comments kept); raises LinarchError on syntax errors."""
     source = load_source(path_or_source)

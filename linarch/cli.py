@@ -76,6 +76,19 @@ def _fmt(args: argparse.Namespace) -> int:
     return status
 
 
+def _compile(args: argparse.Namespace) -> int:
+    from linarch.api import generate, load_source
+
+    source = load_source(Path(args.file))
+    text = generate(source, args.target, chunk_size=args.chunk_size)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output} ({len(text.splitlines())} lines, target {args.target})")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linarch", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
@@ -98,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-i", "--in-place", action="store_true", help="rewrite the files")
     g.add_argument("--check", action="store_true", help="exit 1 if a file is not canonical")
     p.set_defaults(run=_fmt)
+
+    p = sub.add_parser("compile", help="generate a standalone layer file (torch or triton)")
+    p.add_argument("file")
+    p.add_argument("--target", choices=("torch", "triton"), default="torch")
+    p.add_argument("-o", "--output", help="write here instead of stdout")
+    p.add_argument("--chunk-size", type=int, default=64)
+    p.set_defaults(run=_compile)
 
     for name, adder in EXTENSIONS.items():
         adder(sub, name)

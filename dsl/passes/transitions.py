@@ -70,6 +70,8 @@ class Step:
     decays: tuple[Decay, ...]
     rank_ones: tuple[RankOne, ...]
     writes: tuple[tuple[int, int], ...]
+    scales: tuple[int, ...] = ()  # scalar factors of S in the chain (-i-1 encodes 1/node i)
+    factors: tuple[int, ...] = ()  # right factors S @ F1 @ F2 ..., in order
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,8 @@ def _step(unit: Unit, upd: int) -> tuple[Step, list[int], list[int], list[int]]:
         _scale(unit, f, state_shape, decays, elementwise)
     for r in right:
         _factor(unit, r, dep, decays, rank_ones, elementwise, state_shape)
-    return Step(upd, tuple(decays), tuple(rank_ones), writes), scales, right, elementwise
+    step = Step(upd, tuple(decays), tuple(rank_ones), writes, tuple(scales), tuple(right))
+    return step, scales, right, elementwise
 
 
 def _terms(m: Module, i: int, sign: int) -> list[tuple[int, int]]:

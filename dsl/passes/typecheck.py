@@ -85,10 +85,12 @@ class _Checker:
         return ty
 
     def at_defaults(self, e: sp.Expr) -> float | None:
+        # xreplace with sympy numbers: the same value as subs() for a symbol -> number map, and
+        # an order of magnitude faster (this runs for every dimension of every node)
         try:
-            v = sp.sympify(e).subs(self.defaults)
+            v = sp.sympify(e).xreplace({k: sp.sympify(d) for k, d in self.defaults.items()})
             return float(v) if v.is_number else None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, sp.SympifyError):
             return None
 
     # ------------------------------------------------------------------ nodes
