@@ -68,8 +68,9 @@ def rotary(x, positions, base=10000.0):
     """Rotary embedding over the last axis, non-interleaved halves; x [B, T, ..., d], positions
     [B, T] (absolute token positions)."""
     d = x.shape[-1]
-    inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, dtype=torch.float32, device=x.device) / d))
-    theta = positions.to(torch.float32)[..., None] * inv_freq  # [B, T, d/2]
+    wd = torch.float64 if x.dtype == torch.float64 else torch.float32
+    inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, dtype=wd, device=x.device) / d))
+    theta = positions.to(wd)[..., None] * inv_freq  # [B, T, d/2]
     theta = theta.reshape(theta.shape[:2] + (1,) * (x.dim() - 3) + theta.shape[-1:])
     cos = torch.cat([theta.cos(), theta.cos()], -1).to(x.dtype)
     sin = torch.cat([theta.sin(), theta.sin()], -1).to(x.dtype)
