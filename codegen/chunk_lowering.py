@@ -240,7 +240,9 @@ def _assemble(em: Emitter, micro: list[MicroStep], q_node: int, lines, mask: boo
                 c = var(f"_c{j}", f"torch.zeros_like({shape_ref})")
             else:
                 a = var(f"_a{j}", f"torch.broadcast_to({ms.a}, {shape_ref}.shape).to(work_dtype)")
-                c = var(f"_c{j}", f"torch.broadcast_to({ms.c}, {shape_ref}.shape).to(work_dtype)")
+                # c = k: pass the same tensor object, so chunk_dplr merges the two writes
+                c = k if ms.c == ms.k else var(
+                    f"_c{j}", f"torch.broadcast_to({ms.c}, {shape_ref}.shape).to(work_dtype)")
                 if mask:
                     out.append("if mask is not None:")
                     out.append(f"    {a} = {a} * mask.to(work_dtype)[..., None, None]")
@@ -259,6 +261,6 @@ def _assemble(em: Emitter, micro: list[MicroStep], q_node: int, lines, mask: boo
     out.append(f"_gi = interleave([{', '.join(gs)}])")
     if any_rank:
         out.append(f"_ai = interleave([{', '.join(as_)}])")
-        out.append(f"_ci = interleave([{', '.join(cs)}])")
+        out.append("_ci = _ki" if cs == ks else f"_ci = interleave([{', '.join(cs)}])")
     return ChunkPlan("_qi", "_ki", "_vi", "_gi", "_ai" if any_rank else None,
                      "_ci" if any_rank else None, n, tuple(out))

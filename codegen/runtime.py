@@ -69,7 +69,9 @@ def rotary(x, positions, base=10000.0):
     [B, T] (absolute token positions)."""
     d = x.shape[-1]
     wd = torch.float64 if x.dtype == torch.float64 else torch.float32
-    inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, dtype=wd, device=x.device) / d))
+    # fla computes the frequencies in fp32 (a buffer), then casts: so do we, for exact parity
+    inv_freq = (1.0 / (base ** (torch.arange(0, d, 2, dtype=torch.float32, device=x.device) / d)))
+    inv_freq = inv_freq.to(wd)
     theta = positions.to(wd)[..., None] * inv_freq  # [B, T, d/2]
     theta = theta.reshape(theta.shape[:2] + (1,) * (x.dim() - 3) + theta.shape[-1:])
     cos = torch.cat([theta.cos(), theta.cos()], -1).to(x.dtype)
@@ -104,100 +106,172 @@ def _work_dtype(*xs):
         else torch.float32
 
 
+# per-channel decays: chunk and sub-chunk sizes (fastest on one CPU thread among 8-64 / 2-16)
+CHANNEL_CHUNK, CHANNEL_SUB_CHUNK = 16, 4
+
+
+def _channel_decayed_products(b, b_prev, sub):
+    """M[t, r] = sum_k x_tk y_rk exp(B_tk - b_rk) for r <= t (B = b) or r < t (B = b_prev),
+    per chunk, exactly, without exponentiating a positive number.
+
+    b, b_prev [B, H, N, C, K] are the inclusive / exclusive cumulative log-decays of each chunk.
+    Pairs in different sub-chunks of size ``sub`` go through one matmul, anchored at the decay
+    A_i reached just before t's sub-chunk i: exp(B_t - b_r) = exp(B_t - A_i) exp(A_i - b_r),
+    both factors <= 1 because cumulative decays only fall. Pairs inside one sub-chunk (the
+    diagonal blocks) use an exact [sub, sub, K] decay tensor. Returns weighted(x, y, before).
+    """
+    C = b.shape[3]
+    S = C // sub
+    dev = b.device
+    pos = torch.arange(C, device=dev)
+    anchor = b_prev[:, :, :, ::sub]  # [B, H, N, S, K]
+    anchor_t = anchor.repeat_interleave(sub, dim=3)  # the anchor of each t's sub-chunk
+    earlier = pos[None, :] < (torch.arange(S, device=dev) * sub)[:, None]  # [S, C]: r < start_i
+    y_decay = (anchor.unsqueeze(4) - b.unsqueeze(3)).masked_fill(~earlier[..., None], -math.inf)
+    y_decay = y_decay.exp()  # [B, H, N, S, C, K]
+    x_decay = {False: (b - anchor_t).exp(), True: (b_prev - anchor_t).exp()}
+    bs = b.unflatten(3, (S, sub))
+    incl = torch.ones(sub, sub, dtype=torch.bool, device=dev).tril()
+    diag = (bs.unsqueeze(5) - bs.unsqueeze(4)).masked_fill(~incl[..., None], -math.inf).exp()
+    # exp(b_{t-1} - b_r) for r < t inside a sub-chunk: the inclusive tensor one row down
+    diag = {False: diag, True: F.pad(diag[..., :-1, :, :], (0, 0, 0, 0, 1, 0))}
+    eye = torch.eye(S, dtype=b.dtype, device=dev)[:, None, :, None]  # [S, 1, S, 1]
+    anchored = {}
+
+    def weighted(x, y, before=False):
+        key = id(y)
+        if key not in anchored:
+            anchored[key] = (y, (y.unsqueeze(3) * y_decay).transpose(-1, -2))  # [.., S, K, C]
+        y_far = anchored[key][1]
+        far = (x * x_decay[before]).unflatten(3, (S, sub)) @ y_far  # [B, H, N, S, sub, C]
+        xs, ys = x.unflatten(3, (S, sub)), y.unflatten(3, (S, sub))
+        near = ((xs.unsqueeze(5) * diag[before]) * ys.unsqueeze(4)).sum(-1)  # [.., S, sub, sub]
+        full = far.unflatten(-1, (S, sub)) + near.unsqueeze(-2) * eye
+        return full.flatten(-2).flatten(3, 4)  # [B, H, N, C, C]
+
+    return weighted
+
+
 def chunk_dplr(q, k, v, g=None, a=None, c=None, initial_state=None, chunk_size=64):
-    """Chunkwise-parallel form of S_t = S_{t-1} (Diag(exp(g_t)) + a_t c_t^T) + v_t k_t^T, o_t = S_t q_t.
+    """Chunkwise form of S_t = S_{t-1} (Diag(exp(g_t)) + a_t c_t^T) + v_t k_t^T, o_t = S_t q_t.
 
     Shapes: q, k, a, c [B, T, H, K]; v [B, T, H, V]; g [B, T, H] (one decay per head) or
     [B, T, H, K] (per key channel), log-space, <= 0; initial_state [B, H, V, K] (S, row form).
     Returns o [B, T, H, V] and the final state [B, H, V, K], in fp32 (fp64 for fp64 inputs).
 
     Within a chunk only differences of cumulative log-decays b_t - b_r with r <= t are
-    exponentiated, so nothing overflows. With a rank-one term, the reads y_t = S_{t-1} a_t solve a
-    unit lower-triangular system once per chunk (the UT / WY transform), giving y = W S^T + U.
-    Per-channel decays use chunks of at most 16 and exact [C, C, K] decay tensors.
+    exponentiated, so nothing overflows. With a rank-one term the reads y_t = S_{t-1} a_t solve
+    one unit lower-triangular system per chunk (the UT / WY transform): y = W S0^T + U. When
+    ``c is k`` (every delta rule) the two writes share their key and merge into corrected values
+    v + y = (I - A)^-1 (v + a_state S0^T): one solve, one write per chunk. Per-channel decays use
+    chunks of CHANNEL_CHUNK tokens split into sub-chunks (``_channel_decayed_products``). The
+    Python loop carries the state only; the intra-chunk work is batched over all chunks.
     """
     dtype = _work_dtype(q, k, v, g, a, c, initial_state)
     out_dtype = v.dtype
     B, T, H, K = k.shape
     V = v.shape[-1]
     per_channel = g is not None and g.dim() == 4
-    C = min(chunk_size, 16) if per_channel else chunk_size
+    has_rank_one = a is not None
+    shared_key = has_rank_one and c is k
+    if per_channel:  # chunks of sub-chunks (see _channel_decayed_products)
+        C = max(1, min(chunk_size, CHANNEL_CHUNK))
+        sub = min(CHANNEL_SUB_CHUNK, C) if C % min(CHANNEL_SUB_CHUNK, C) == 0 else C
+        C = min(C, sub * -(-T // sub))
+    else:
+        C = max(1, min(chunk_size, T))
     pad = (-T) % C
     N = (T + pad) // C
 
-    def prep(x, width=None):
-        x = x.to(dtype)
-        if pad:
-            x = F.pad(x, (0, 0) * (x.dim() - 2) + (0, pad))
-        x = x.transpose(1, 2)  # [B, H, T', ...]
-        return x.reshape(B, H, N, C, *x.shape[3:])
+    def prep(x):
+        x = x.to(dtype).movedim(1, 2)  # [B, H, T, ...]
+        x = F.pad(x, (0, 0) * (x.dim() - 3) + (0, pad)) if pad else x.contiguous()
+        return x.unflatten(2, (N, C))  # [B, H, N, C, ...]
 
     q, k, v = prep(q), prep(k), prep(v)
-    has_rank_one = a is not None
     if has_rank_one:
-        a, c = prep(a), prep(c)
-    if g is None:
-        b = q.new_zeros(B, H, N, C)
-    else:
-        b = prep(g).cumsum(3)  # [B, H, N, C(, K)] inclusive cumulative log-decay
-    b_prev = b - prep(g) if g is not None else b
-    b_end = b[:, :, :, -1:]  # [B, H, N, 1(, K)]
+        a = prep(a)
+        c = k if shared_key else prep(c)
     incl = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
     strict = incl.tril(-1)
+    if g is None:
+        def weighted(x, y, before=False):
+            return (x @ y.transpose(-1, -2)).masked_fill(~(strict if before else incl), 0.0)
 
-    if per_channel:
-        def weighted(x, y, bx, by, mask):
-            diff = (bx.unsqueeze(4) - by.unsqueeze(3)).masked_fill(~mask[..., None], -math.inf)
-            return torch.einsum("bhntk,bhnrk,bhntrk->bhntr", x, y, diff.exp())
-
-        q_state = q * b.exp()
-        end_decay = (b_end - b).exp()  # [B, H, N, C, K]
-        k_end = k * end_decay
-        state_decay = b_end.squeeze(3).exp()  # [B, H, N, K]
+        q_state, end, a_state, state_decay = q, None, a, None
     else:
-        def weighted(x, y, bx, by, mask):
-            decay = (bx.unsqueeze(-1) - by.unsqueeze(-2)).masked_fill(~mask, -math.inf).exp()
-            return (x @ y.transpose(-1, -2)) * decay
-
-        q_state = q * b.exp()[..., None]
-        end_decay = (b_end - b).exp()[..., None]
-        k_end = k * end_decay
-        state_decay = b_end.exp()  # [B, H, N, 1]
-
-    qk = weighted(q, k, b, b, incl)  # [B, H, N, C, C]
-    o_intra = qk @ v
-    if has_rank_one:
-        eye = torch.eye(C, dtype=dtype, device=q.device)
-        lower = eye - weighted(a, c, b_prev, b, strict)
-        a_state = a * (b_prev.exp() if per_channel else b_prev.exp()[..., None])
-        w = torch.linalg.solve_triangular(lower, a_state, upper=False, unitriangular=True)
-        u = torch.linalg.solve_triangular(lower, weighted(a, k, b_prev, b, strict) @ v,
-                                          upper=False, unitriangular=True)
-        qc = weighted(q, c, b, b, incl)
-        c_end = c * end_decay
-
-    S = (initial_state.to(dtype) if initial_state is not None
-         else q.new_zeros(B, H, V, K))
-    outs = []
-    for n in range(N):
-        St = S.transpose(-1, -2)  # [B, H, K, V]
-        o = q_state[:, :, n] @ St + o_intra[:, :, n]
+        g = prep(g)
+        b = g.cumsum(3)  # inclusive cumulative log-decay within the chunk
+        b_prev = b - g  # what S_{t-1} has decayed by since the chunk began
+        b_end = b[:, :, :, -1:]
         if per_channel:
-            S = S * state_decay[:, :, n, None, :]
+            weighted = _channel_decayed_products(b, b_prev, sub)
+
+            q_state = q * b.exp()
+            end = (b_end - b).exp()  # [B, H, N, C, K]
+            a_state = a * b_prev.exp() if has_rank_one else None
+            state_decay = b_end.squeeze(3).exp().unsqueeze(-1)  # [B, H, N, K, 1]
         else:
-            S = S * state_decay[:, :, n, :, None]
-        S = S + v[:, :, n].transpose(-1, -2) @ k_end[:, :, n]
-        if has_rank_one:
-            y = w[:, :, n] @ St + u[:, :, n]  # reads S_{t-1} a_t, [B, H, C, V]
-            o = o + qc[:, :, n] @ y
-            S = S + y.transpose(-1, -2) @ c_end[:, :, n]
-        outs.append(o)
-    o = torch.stack(outs, dim=2).reshape(B, H, N * C, V)[:, :, :T]
-    return o.transpose(1, 2).to(out_dtype), S
+            diff = b.unsqueeze(-1) - b.unsqueeze(-2)  # b_t - b_r, [B, H, N, C, C]
+            gamma = diff.masked_fill(~incl, -math.inf).exp()
+            if has_rank_one:  # exp(b_{t-1} - b_r), r < t: gamma moved down one row
+                gamma_prev = F.pad(gamma[..., :-1, :], (0, 0, 1, 0))
+
+            def weighted(x, y, before=False):
+                return (x @ y.transpose(-1, -2)) * (gamma_prev if before else gamma)
+
+            q_state = q * b.exp().unsqueeze(-1)
+            end = (b_end - b).exp().unsqueeze(-1)  # [B, H, N, C, 1]
+            a_state = a * b_prev.exp().unsqueeze(-1) if has_rank_one else None
+            state_decay = b_end.exp().unsqueeze(-1)  # [B, H, N, 1, 1]
+
+    def write_keys(x):  # [B, H, N, C, K] -> per chunk [B, H, K, C], decayed to the chunk end
+        return (x if end is None else x * end).transpose(-1, -2).unbind(2)
+
+    qk = weighted(q, k)  # [B, H, N, C, C]
+    h = (initial_state.to(dtype).transpose(-1, -2) if initial_state is not None
+         else q.new_zeros(B, H, K, V))  # h = S^T, [B, H, K, V]
+    decays = [None] * N if state_decay is None else state_decay.unbind(2)
+    entering, reads = [], []
+    if not has_rank_one:
+        for k_n, v_n, d_n in zip(write_keys(k), v.unbind(2), decays):
+            entering.append(h)
+            h = (h if d_n is None else h * d_n) + k_n @ v_n
+        o = qk @ v
+    else:
+        # (I - A) X = rhs with A strictly lower. solve_triangular(unitriangular=True) reads
+        # only the strict lower part of -A (and gives the rest zero gradient), so without
+        # decay the mask is not even applied
+        c_read = k if shared_key else c
+        lower = -(a @ c_read.transpose(-1, -2) if g is None else weighted(a, c_read, True))
+        if shared_key:
+            rhs = torch.cat([a_state, v], -1)
+        else:
+            rhs = torch.cat([a_state, weighted(a, k, before=True) @ v], -1)
+        w, u = torch.linalg.solve_triangular(lower, rhs, upper=False,
+                                             unitriangular=True).split((K, V), -1)
+        if shared_key:
+            for k_n, w_n, u_n, d_n in zip(write_keys(k), w.unbind(2), u.unbind(2), decays):
+                entering.append(h)
+                v_new = u_n + w_n @ h  # v_t + S_{t-1} a_t: the corrected values
+                reads.append(v_new)
+                h = (h if d_n is None else h * d_n) + k_n @ v_new
+            o = qk @ torch.stack(reads, 2)
+        else:
+            for k_n, c_n, v_n, w_n, u_n, d_n in zip(write_keys(k), write_keys(c), v.unbind(2),
+                                                    w.unbind(2), u.unbind(2), decays):
+                entering.append(h)
+                y_n = u_n + w_n @ h  # S_{t-1} a_t
+                reads.append(y_n)
+                h = (h if d_n is None else h * d_n) + k_n @ v_n + c_n @ y_n
+            o = qk @ v + weighted(q, c) @ torch.stack(reads, 2)
+    o = o + q_state @ torch.stack(entering, 2)
+    o = o.flatten(2, 3)[:, :, :T]
+    return o.movedim(1, 2).to(out_dtype), h.transpose(-1, -2)
 
 
 def interleave(steps):
-    """[x_1, ..., x_n] each [B, T, ...] -> [B, n T, ...] with the micro-steps of a token adjacent."""
+    """[x_1, ..., x_n] each [B, T, ...] -> [B, n T, ...], the micro-steps of a token adjacent."""
     return torch.stack(steps, dim=2).flatten(1, 2)
 
 

@@ -17,9 +17,8 @@ from importlib import resources
 
 import jinja2
 import networkx as nx
-
 from linarch.codegen import chunk_lowering
-from linarch.codegen.emit import ACTS, CodegenError, Ctx, Emitter, TIME_OPS
+from linarch.codegen.emit import ACTS, TIME_OPS, CodegenError, Ctx, Emitter
 from linarch.codegen.names import param_path, value_names
 from linarch.dsl.ir import Node, Op
 from linarch.dsl.params import PARAM_KINDS
@@ -224,8 +223,9 @@ class _Generator:
                    if i in self.names and self._is_static_scalar(i) and n.op is not Op.CONST]
         if statics:
             targets = ", ".join(n for _, n in statics)
-            sources = ", ".join(f"self.{self.m.node(i).name if self.m.node(i).op is Op.HPARAM else n}"
-                                for i, n in statics)
+            sources = ", ".join(
+                f"self.{self.m.node(i).name if self.m.node(i).op is Op.HPARAM else n}"
+                for i, n in statics)
             out.append(f"{targets} = {sources}" + ("," if len(statics) == 1 else ""))
         for i, _ in statics:
             em.names[i] = self.names[i]

@@ -16,7 +16,7 @@ from linarch.dsl import intervals as iv
 from linarch.dsl.intervals import INF, Interval
 
 
-class Family(str, Enum):
+class Family(str, Enum):  # noqa: UP042 - str(member) is part of stored labels
     ELEMENTWISE = "elementwise"  # f(x), same shape
     FEATURE = "feature"  # acts along the last feature axis (or `over = time | batch`)
     COMBINE = "combine"  # elementwise over several broadcast operands
@@ -25,7 +25,7 @@ class Family(str, Enum):
     POSITION = "position"  # depends on the position index t itself: rotary, or static: arange
 
 
-class Time(str, Enum):
+class Time(str, Enum):  # noqa: UP042 - str(member) is part of stored labels
     POINTWISE = "pointwise"  # depends on token t only
     WINDOW = "window"  # depends on tokens t-W+1 .. t
     PREFIX = "prefix"  # depends on tokens 1 .. t
@@ -127,7 +127,8 @@ STRUCTURE = (
     Builtin("diag", Family.STRUCTURE, 1, 1, doc="diagonal matrix from the last axis"),
     Builtin("dot", Family.STRUCTURE, 2, 2, flops=2, doc="sum over the last axis of a * b"),
     Builtin("stack", Family.STRUCTURE, 2, 16, doc="paths stacked on a new axis before the last"),
-    Builtin("mix", Family.STRUCTURE, 2, 2, flops=2, doc="mix(paths, w): sum_p w[.., p] paths[.., p, :]"),
+    Builtin("mix", Family.STRUCTURE, 2, 2, flops=2,
+            doc="mix(paths, w): sum_p w[.., p] paths[.., p, :]"),
     Builtin("concat", Family.STRUCTURE, 2, 16, flops=0, doc="concatenate along the last axis"),
     Builtin("slice", Family.STRUCTURE, 3, 3, flops=0,
             doc="slice(x, start, length): features start .. start+length-1 of the last axis"),
@@ -149,5 +150,5 @@ BUILTINS: dict[str, Builtin] = {
 }
 
 # names that are values, not functions
-RESERVED_VALUES = {"x": "the layer input", "I": "the identity transition", "T": "the sequence length",
-                   "time": "the time axis", "batch": "the batch axis"}
+RESERVED_VALUES = {"x": "the layer input", "I": "the identity transition",
+                   "T": "the sequence length", "time": "the time axis", "batch": "the batch axis"}

@@ -15,7 +15,7 @@ from enum import Enum
 from linarch.dsl.source import Source, Span
 
 
-class Severity(str, Enum):
+class Severity(str, Enum):  # noqa: UP042 - str(member) is part of stored labels
     ERROR = "error"
     WARNING = "warning"
 
@@ -36,7 +36,7 @@ CODES: dict[str, Code] = _codes(
     ("LA001", "error", "syntax error"),
     ("LA002", "error", "unclosed or unbalanced bracket"),
     ("LA003", "error", "missing or misplaced mixer header"),
-    ("LA004", "error", "invalid character or string"),
+    ("LA004", "error", "invalid character, string or number"),
     # names, types and shapes
     ("LA101", "error", "undefined name"),
     ("LA102", "error", "name defined twice"),

@@ -27,8 +27,10 @@ class Interval:
                 return "inf"
             if v == -INF:
                 return "-inf"
-            return f"{v:g}"
+            return f"{v + 0.0:g}"  # + 0.0 prints -0.0 as 0
 
+        if self.lo == TINY:  # known to be > 0 (a positive hyper-parameter)
+            return f"(0, {f(self.hi)}]"
         return f"[{f(self.lo)}, {f(self.hi)}]"
 
     @property

@@ -18,7 +18,7 @@ import networkx as nx
 from linarch.dsl.source import Source, Span
 
 
-class Op(str, Enum):
+class Op(str, Enum):  # noqa: UP042 - str(member) is part of stored labels
     INPUT = "input"  # x, the layer input at token t: [hidden_size]
     HPARAM = "hparam"  # a hyper-parameter (constructor keyword) with its default
     SEQLEN = "seqlen"  # T, the sequence length (only legal in declared super-linear mixers)
@@ -118,7 +118,9 @@ class Builder:
 
 
 def verify(module: Module) -> list[str]:
-    """What legal IR is; returns the violations (empty for legal IR). Used between passes in tests."""
+    """What legal IR is; returns the violations (empty for legal IR).
+
+    Used between passes in tests."""
     problems: list[str] = []
     g = module.graph
     ids = module.ids()

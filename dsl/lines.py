@@ -42,13 +42,16 @@ def split(text: str) -> tuple[list[LogicalLine], list[BracketError], tuple[str, 
     n = len(text)
 
     def flush(end: int) -> None:
-        nonlocal buf, comment, blank, pending_comments
+        nonlocal buf, comment, blank, pending_comments, inner
         body = "".join(buf)
         if body.strip():
-            lines.append(LogicalLine(start, body, comment, blank, tuple(pending_comments)))
+            # comments on the inner physical lines of a bracketed statement go before it
+            before = tuple(pending_comments) + tuple(inner)
+            lines.append(LogicalLine(start, body, comment, blank, before))
             pending_comments = []
             blank = False
         elif comment is not None:
+            pending_comments.extend(inner)
             pending_comments.append(comment)
         elif not pending_comments and lines:
             blank = True
@@ -56,7 +59,9 @@ def split(text: str) -> tuple[list[LogicalLine], list[BracketError], tuple[str, 
             blank = blank or False
         buf = []
         comment = None
+        inner = []
 
+    inner: list[str] = []  # comments of earlier physical lines of the current logical line
     while i < n:
         ch = text[i]
         if in_string:
@@ -68,6 +73,8 @@ def split(text: str) -> tuple[list[LogicalLine], list[BracketError], tuple[str, 
         if ch == "#":
             j = text.find("\n", i)
             j = n if j == -1 else j
+            if comment is not None:
+                inner.append(comment)
             comment = text[i + 1 : j].rstrip()
             buf.append(" " * (j - i))
             i = j

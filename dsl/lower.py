@@ -38,14 +38,20 @@ class _Lowering:
         self.updated: set[str] = set()
         self.seqlen: int | None = None
         self.returned = False
+        self.broken: set[str] = set()  # defined by lines that failed to parse (reported)
 
     def run(self, program: ast.Program) -> Module:
         header = program.header
+        self.broken = set(program.broken)
         self.input = self.b.add(Node(Op.INPUT, name="x"))
         name = header.name if header else "Mixer"
         if header:
             for hp in header.hparams:
                 self._hparam(hp)
+            if all(hp.name != "hidden_size" for hp in header.hparams):
+                self.report("LA113", "the mixer needs a `hidden_size` hyper-parameter: the width "
+                            "of its input x and of its output", header.span,
+                            "add `hidden_size = 1024` to the header")
         complexity, complexity_span = None, None
         for stmt in program.statements:
             try:
@@ -59,11 +65,11 @@ class _Lowering:
                     self._stmt(stmt)
             except _Broken:
                 continue
-        if not self.returned and header is not None:
+        if not self.returned and header is not None and "return" not in self.broken:
             self.report("LA110", "the mixer has no `return`", header.span,
                         "end the mixer with `return o_proj(o)`")
         for sname, sid in self.states.items():
-            if sname not in self.updated:
+            if sname not in self.updated and sname not in self.broken:
                 node = self.b.graph.nodes[sid]["node"]
                 self.report("LA108", f"state `{sname}` is declared but never updated", node.span,
                             f"add its update, e.g. `{sname} = {sname} + outer(v, k)`")
@@ -85,6 +91,8 @@ class _Lowering:
             self.report("LA115", f"`{name}` is reserved ({RESERVED_VALUES[name]})", span,
                         "choose another name")
             raise _Broken
+        if name in self.env and self._poisoned(self.env[name]):
+            raise _Broken  # its first definition failed and was reported
         if name in self.env:
             first = self.b.graph.nodes[self.env[name]]["node"].span
             where = f" (first defined at {first})" if first else ""
@@ -92,6 +100,15 @@ class _Lowering:
                         "bindings are single-assignment; use a new name")
             raise _Broken
         self.env[name] = nid
+
+    def _poisoned(self, nid: int) -> bool:
+        node = self.b.graph.nodes[nid]["node"]
+        return node.op is Op.CONST and bool(node.attr("error"))
+
+    def _poison(self, name: str, span) -> None:
+        """Bind a name whose definition failed (already reported), so uses stay quiet."""
+        if name not in self.env and name not in RESERVED_VALUES:
+            self.env[name] = self.b.add(Node(Op.CONST, attrs=(("error", True),), span=span))
 
     def _name_node(self, nid: int, name: str, span) -> int:
         node = self.b.graph.nodes[nid]["node"]
@@ -105,11 +122,20 @@ class _Lowering:
             return
         if isinstance(stmt, ast.ParamDecl):
             for pname, pspan in zip(stmt.names, stmt.name_spans or (stmt.span,) * len(stmt.names)):
-                nid = self._param(stmt.ctor, pname, stmt.span)
+                try:
+                    nid = self._param(stmt.ctor, pname, stmt.span)
+                except _Broken:
+                    for other in stmt.names:
+                        self._poison(other, stmt.span)
+                    raise
                 self._define(pname, pspan, nid)
             return
         if isinstance(stmt, ast.StateDecl):
-            dims = tuple(self._expr(d) for d in stmt.shape)
+            try:
+                dims = tuple(self._expr(d) for d in stmt.shape)
+            except _Broken:
+                self._poison(stmt.name, stmt.span)
+                raise
             nid = self.b.add(Node(Op.STATE, dims, name=stmt.name, span=stmt.span))
             self._define(stmt.name, stmt.span, nid)
             self.states[stmt.name] = nid
@@ -118,11 +144,11 @@ class _Lowering:
             self._assign(stmt)
             return
         if isinstance(stmt, ast.Return):
-            value = self._expr(stmt.value)
             if self.returned:
                 self.report("LA110", "the mixer returns twice", stmt.span, "keep one `return`")
                 raise _Broken
-            self.returned = True
+            self.returned = True  # even if its value fails below (that is reported)
+            value = self._expr(stmt.value)
             self.b.add(Node(Op.RETURN, (value,), span=stmt.span))
             return
         if isinstance(stmt, ast.LossDecl):
@@ -136,18 +162,16 @@ class _Lowering:
             # An update of a declared state. A second update of the same state in one token is
             # a micro-step (DeltaProduct's Householders): inside it, the name means the state
             # after the previous step.
+            self.updated.add(stmt.name)  # even if its value fails below (that is reported)
             value = self._expr(stmt.value)
             current = self.env[stmt.name]
             nid = self.b.add(Node(Op.UPDATE, (current, value), name=stmt.name, span=stmt.span))
-            self.updated.add(stmt.name)
             self.env[stmt.name] = nid
             return
         try:
             value = self._expr(stmt.value)
         except _Broken:
-            if stmt.name not in self.env and stmt.name not in RESERVED_VALUES:
-                self.env[stmt.name] = self.b.add(
-                    Node(Op.CONST, attrs=(("error", True),), span=stmt.span))
+            self._poison(stmt.name, stmt.span)
             raise
         if stmt.name in self.env or stmt.name in RESERVED_VALUES:
             self._define(stmt.name, stmt.name_span or stmt.span, value)
@@ -178,8 +202,8 @@ class _Lowering:
             close = difflib.get_close_matches(ctor.func, PARAM_KINDS, n=1)
             hint = f"did you mean `{close[0]}`?" if close else (
                 f"parameter kinds: {', '.join(PARAM_KINDS)}")
-            self.report("LA106", f"unknown parameter kind `{ctor.func}`", ctor.func_span or ctor.span,
-                        hint)
+            self.report("LA106", f"unknown parameter kind `{ctor.func}`",
+                        ctor.func_span or ctor.span, hint)
             raise _Broken
         attrs = (("kind", ctor.func), ("chain", chain))
         return self.b.add(Node(Op.PARAM, tuple(args), tuple(keys) if any(keys) else (), attrs,
@@ -222,10 +246,13 @@ class _Lowering:
             return self.seqlen
         if e.id in self.env:
             return self.env[e.id]
+        if e.id in self.broken:
+            raise _Broken  # its definition failed to parse, which was reported
         candidates = list(self.env) + list(RESERVED_VALUES)
         close = difflib.get_close_matches(e.id, candidates, n=1)
         hint = f"did you mean `{close[0]}`?" if close else "define it before this line"
         self.report("LA101", f"`{e.id}` is not defined", e.span, hint)
+        self.broken.add(e.id)  # reported once, at its first use
         raise _Broken
 
     def _call(self, e: ast.Call) -> int:
@@ -246,14 +273,19 @@ class _Lowering:
         kw = tuple(keys) if any(keys) else ()
         if target is not None:
             node = self.b.graph.nodes[target]["node"]
+            if self._poisoned(target):
+                raise _Broken  # its declaration failed, which was reported
             if node.op is not Op.PARAM:
                 self.report("LA107", f"`{e.func}` is a value, not a function or parameter",
-                            e.func_span or e.span, "only builtins and declared parameters are called")
+                            e.func_span or e.span,
+                            "only builtins and declared parameters are called")
                 raise _Broken
             return self.b.add(Node(Op.APPLY, (target, *args), ("", *keys) if kw else (),
                                    span=e.span))
         if e.func in BUILTINS:
             return self.b.add(Node(Op.CALL, tuple(args), kw, (("fn", e.func),), span=e.span))
+        if e.func in self.broken:
+            raise _Broken  # its declaration failed to parse, which was reported
         if e.func in PARAM_KINDS:
             self.report("LA107", f"`{e.func}` is a parameter kind; declare a parameter with it",
                         e.func_span or e.span, f"under `params:` write `name : {e.func}(...)`")
@@ -261,4 +293,5 @@ class _Lowering:
         close = difflib.get_close_matches(e.func, list(BUILTINS) + list(self.env), n=1)
         hint = f"did you mean `{close[0]}`?" if close else "see docs/language.md for the builtins"
         self.report("LA106", f"unknown function `{e.func}`", e.func_span or e.span, hint)
+        self.broken.add(e.func)  # reported once, at its first use
         raise _Broken

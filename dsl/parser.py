@@ -7,6 +7,9 @@ parse, so one typo never hides the rest of the file's diagnostics.
 
 from __future__ import annotations
 
+import math
+import re
+
 from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from linarch.dsl import syntax as ast
@@ -35,12 +38,15 @@ def parse(source: Source, report: Reporter) -> ast.Program:
                 bad_lines.add(ll.start)
     header: ast.Header | None = None
     lines: list[ast.Line] = []
+    broken: list[str] = []
     for ll in logical:
-        if ll.start in bad_lines:
-            continue
-        stmt = _parse_line(source, ll, report)
+        stmt = None if ll.start in bad_lines else _parse_line(source, ll, report)
         if stmt is None:
-            continue
+            broken.extend(_defined_by(ll.text))
+            if header is None and not lines and _HEADER.match(ll.text):
+                stmt = _salvage_header(source, ll)  # keep checking the body of the mixer
+            if stmt is None:
+                continue
         if isinstance(stmt, ast.Header):
             if header is not None or lines:
                 report("LA003", "a file holds one mixer, and its header comes first", stmt.span,
@@ -54,7 +60,57 @@ def parse(source: Source, report: Reporter) -> ast.Program:
     if header is None and not logical and not report.has_errors:
         report("LA003", "the file holds no mixer", source.span(0, 0),
                "begin the file with `mixer Name(hidden_size = 1024, num_heads = 4):`")
-    return ast.Program(header, tuple(lines), trailing)
+    return ast.Program(header, tuple(lines), trailing, tuple(dict.fromkeys(broken)))
+
+
+_NAME = r"[A-Za-z_][A-Za-z_0-9]*(?:\.[A-Za-z_0-9]+)*"
+_HEADER = re.compile(r"\s*mixer\b")
+_DEFINES = (
+    re.compile(rf"\s*state\s+({_NAME})"),
+    re.compile(r"\s*(return)\b"),
+    re.compile(rf"\s*({_NAME}(?:\s*,\s*{_NAME})*)\s*:(?!\s*$)"),  # parameter declaration
+    re.compile(rf"\s*({_NAME})\s*=(?!=)"),  # assignment
+)
+_LITERAL = r'-?[0-9][0-9.]*(?:[eE][-+]?[0-9]+)?|"[^"\n]*"|true|false'
+_HPARAM = re.compile(rf"({_NAME})\s*=\s*({_LITERAL})")
+
+
+def _defined_by(text: str) -> list[str]:
+    """The names a line that failed to parse meant to define, so that their uses later in the
+    file are not reported again as undefined (one typo, one diagnostic)."""
+    for pattern in _DEFINES:
+        m = pattern.match(text)
+        if m:
+            return [n.strip() for n in m.group(1).split(",")]
+    return []
+
+
+def _salvage_header(source: Source, ll: LogicalLine) -> ast.Header | None:
+    """A header that failed to parse, rebuilt from its name and ``name = literal`` pairs, so the
+    body is still checked (its error has been reported)."""
+    m = re.match(rf"\s*mixer\s+({_NAME})", ll.text)
+    if not m:
+        return None
+    hparams = []
+    for hp in _HPARAM.finditer(ll.text, m.end()):
+        text = hp.group(2)
+        span = source.span(ll.start + hp.start(), ll.start + hp.end())
+        if text.startswith('"'):
+            value: ast.Literal = ast.Str(text[1:-1], span)
+        elif text in ("true", "false"):
+            value = ast.Bool(text == "true", span)
+        else:
+            try:
+                number = float(text) if any(c in text for c in ".eE") else int(text)
+            except ValueError:
+                continue
+            if not math.isfinite(number):
+                continue
+            value = ast.Num(number, text, span)
+        hparams.append(ast.HParam(hp.group(1), value, span))
+    start = ll.start + len(ll.text) - len(ll.text.lstrip())
+    span = source.span(start, ll.start + len(ll.text.rstrip()))
+    return ast.Header(m.group(1), tuple(hparams), span)
 
 
 def _parse_line(source: Source, ll: LogicalLine, report: Reporter) -> ast.Stmt | None:
@@ -115,6 +171,8 @@ def _hint_for(text: str, token: str = "") -> str:
     stripped = text.strip()
     if token in KEYWORDS:
         return f"`{token}` is a reserved word; choose another name"
+    if stripped.startswith("mixer"):
+        return "a header is `mixer Name(hidden_size = 1024, num_heads = 4):`"
     if ":" in stripped and "=" not in stripped.split(":")[0] and not stripped.startswith("state"):
         return "a parameter is declared as `name : kind(args)`, e.g. `q_proj : linear(d -> H * dk)`"
     if stripped.startswith("state"):
@@ -184,7 +242,11 @@ class _Builder:
         if kind == "int":
             return ast.Num(int(ch[0]), str(ch[0]), sp)
         if kind == "float":
-            return ast.Num(float(ch[0]), str(ch[0]), sp)
+            value = float(ch[0])
+            if not math.isfinite(value):
+                self.report("LA004", f"number `{ch[0]}` is out of range", sp,
+                            "a number literal must be a finite double (below about 1.8e308)")
+            return ast.Num(value, str(ch[0]), sp)
         if kind == "string":
             return ast.Str(str(ch[0])[1:-1], sp)
         if kind == "true":

@@ -57,7 +57,10 @@ class Result:
         return tuple(d for d in self.diagnostics if d.is_error)
 
 
-def analyse(source: Source, options: Options = Options()) -> Result:
+DEFAULT_OPTIONS = Options()
+
+
+def analyse(source: Source, options: Options = DEFAULT_OPTIONS) -> Result:
     report = Reporter(source)
     program = parse(source, report)
     if program.header is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from linarch.dsl import syntax as ast
 
 INDENT = "    "
+WIDTH = 100  # the header wraps to stay within the line length (ruff: 100)
 # binding power of binary operators (higher binds tighter)
 PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2, "**": 4}
 UNARY_PRECEDENCE = 3
@@ -31,12 +32,29 @@ def format_program(program: ast.Program) -> str:
         if line.blank_before and out:
             out.append("")
         out.extend(INDENT * depth + "#" + c for c in line.comments_before)
-        text = INDENT * depth + format_stmt(stmt)
+        text = INDENT * depth + (format_header(stmt) if depth == 0 else format_stmt(stmt))
         if line.comment_after is not None:
             text += "  #" + line.comment_after
         out.append(text)
     out.extend("#" + c for c in program.trailing_comments)
     return "\n".join(out) + "\n"
+
+
+def format_header(stmt: ast.Stmt) -> str:
+    """The header, wrapped at WIDTH with its hyper-parameters aligned after the `(`."""
+    if not isinstance(stmt, ast.Header) or len(format_stmt(stmt)) <= WIDTH:
+        return format_stmt(stmt)
+    prefix = f"mixer {stmt.name}("
+    items = [f"{h.name} = {format_expr(h.default)}" for h in stmt.hparams]
+    lines = [prefix + items[0]]
+    for k, item in enumerate(items[1:], start=1):
+        tail = "):" if k == len(items) - 1 else ","
+        if len(lines[-1]) + 2 + len(item) + len(tail) > WIDTH:
+            lines[-1] += ","
+            lines.append(" " * len(prefix) + item)
+        else:
+            lines[-1] += ", " + item
+    return "\n".join(lines) + "):"
 
 
 def format_stmt(stmt: ast.Stmt) -> str:

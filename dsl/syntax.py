@@ -7,7 +7,6 @@ it by ``linarch.dsl.lower``. Comments ride on statements so that formatting neve
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from linarch.dsl.source import Span
 
@@ -86,8 +85,8 @@ class Reshape:
     span: Span | None = field(default=None, compare=False)
 
 
-Expr = Union[Num, Str, Bool, Name, Unary, Binary, Call, Reshape]
-Literal = Union[Num, Str, Bool]
+Expr = Num | Str | Bool | Name | Unary | Binary | Call | Reshape
+Literal = Num | Str | Bool
 
 # ---------------------------------------------------------------- statements
 
@@ -156,7 +155,7 @@ class ComplexityDecl:
     span: Span | None = field(default=None, compare=False)
 
 
-Stmt = Union[Header, Section, ParamDecl, StateDecl, Assign, Return, LossDecl, ComplexityDecl]
+Stmt = Header | Section | ParamDecl | StateDecl | Assign | Return | LossDecl | ComplexityDecl
 
 
 @dataclass(frozen=True)
@@ -174,6 +173,9 @@ class Program:
     header: Header | None
     lines: tuple[Line, ...]
     trailing_comments: tuple[str, ...] = ()
+    # names that lines which failed to parse would have defined (and "return" for a failed
+    # return): lowering treats them as already reported instead of as undefined
+    broken: tuple[str, ...] = ()
 
     @property
     def statements(self) -> tuple[Stmt, ...]:

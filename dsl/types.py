@@ -14,7 +14,7 @@ import sympy as sp
 from linarch.dsl.intervals import Interval
 
 
-class Kind(str, Enum):
+class Kind(str, Enum):  # noqa: UP042 - str(member) is part of stored labels
     STATIC = "static"  # time-invariant: hyper-parameters, dims, literals, weight tensors
     TOKEN = "token"  # per-token tensor (states included: S_t is a per-token value)
     MODULE = "module"  # a parameter module (linear, conv, norm, ...) to be applied

@@ -13,7 +13,9 @@ from lark import Lark
 
 GRAMMAR_FILE = "linarch.lark"
 
-KEYWORDS = frozenset({"mixer", "params", "state", "return", "loss", "complexity", "as", "true", "false"})
+KEYWORDS = frozenset(
+    {"mixer", "params", "state", "return", "loss", "complexity", "as", "true", "false"}
+)
 
 
 def grammar_text() -> str:

@@ -11,6 +11,9 @@ import networkx as nx
 from linarch.dsl.diagnostics import Diagnostic, LinarchError, Reporter
 from linarch.dsl.hashing import structural_hash
 from linarch.dsl.ir import Module, Op
+from linarch.dsl.mutate import Mutation, MutationError  # noqa: F401 - re-exported
+from linarch.dsl.mutate import crossover as _crossover
+from linarch.dsl.mutate import mutate as _mutate
 from linarch.dsl.parser import parse
 from linarch.dsl.pipeline import Result, analyse
 from linarch.dsl.printer import format_program
@@ -146,3 +149,17 @@ def format_source(path_or_source: Sourceish) -> str:
     if report.has_errors:
         raise LinarchError(report.diagnostics)
     return format_program(program)
+
+
+def mutate(source: Sourceish, seed: int, *, max_tries: int = 30) -> Mutation:
+    """One random typed mutation of a program (gate kinds, transition class, paths, widths,
+    feature maps, norms, routers): a program that checks clean and is a different architecture
+    or has a new hyper-parameter default. Deterministic in ``seed``; raises MutationError when
+    no operator yields one within ``max_tries`` checked programs."""
+    return _mutate(load_source(source).text, seed, max_tries=max_tries)
+
+
+def crossover(a: Sourceish, b: Sourceish, seed: int, *, max_tries: int = 30) -> Mutation:
+    """Program ``a`` with one binding (or its return) defined as program ``b`` defines it, with
+    the parameters and helpers that definition needs; raises MutationError if none checks."""
+    return _crossover(load_source(a).text, load_source(b).text, seed, max_tries=max_tries)

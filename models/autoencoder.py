@@ -29,13 +29,13 @@ def sincos_positions(length: int, dim: int) -> torch.Tensor:
 
 
 class MixerAutoEncoder(nn.Module):
-    """Encoder = a LinarchModel (mixer blocks); code = last hidden state; MLP decoder per position."""
+    """Encoder: a LinarchModel; code: the last hidden state; decoder: an MLP per position."""
 
-    def __init__(self, config: LinarchConfig) -> None:
+    def __init__(self, config: LinarchConfig, layer_cls: type[nn.Module] | None = None) -> None:
         super().__init__()
         d = config.hidden_size
         self.config = config
-        self.encoder = LinarchModel(config)
+        self.encoder = LinarchModel(config, layer_cls=layer_cls)
         self.decoder = nn.Sequential(
             RMSNorm(d, config.norm_eps), nn.Linear(d, d), nn.GELU(),
             RMSNorm(d, config.norm_eps), nn.Linear(d, d), nn.GELU(),

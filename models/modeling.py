@@ -92,7 +92,9 @@ class LinarchPreTrainedModel(PreTrainedModel):
             return
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
-            if not getattr(module.weight, "_no_reinit", False):
+            if getattr(module, "_out_projection", False) and self.config.zero_init_out_proj:
+                init.zeros_(module.weight)
+            elif not getattr(module.weight, "_no_reinit", False):
                 init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None and not getattr(module.bias, "_no_reinit", False):
                 init.zeros_(module.bias)
@@ -100,19 +102,19 @@ class LinarchPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=std)
         elif isinstance(module, RMSNorm):
             init.ones_(module.weight)
-        if self.config.zero_init_out_proj:
-            for name in OUT_PROJECTIONS:
-                child = getattr(module, name, None)
-                if isinstance(child, nn.Linear):
-                    init.zeros_(child.weight)
 
 
 class LinarchModel(LinarchPreTrainedModel):
-    """Token embedding, `num_hidden_layers` mixer blocks, final RMSNorm."""
+    """Token embedding, `num_hidden_layers` mixer blocks, final RMSNorm.
 
-    def __init__(self, config: LinarchConfig) -> None:
+    The mixer class is compiled from `config.mixer_source` unless `layer_cls` is given (a caller
+    that already holds the compiled class).
+    """
+
+    def __init__(self, config: LinarchConfig, layer_cls: type[nn.Module] | None = None) -> None:
         super().__init__(config)
-        layer_cls = resolve_layer_class(config.mixer_source)
+        if layer_cls is None:
+            layer_cls = resolve_layer_class(config.mixer_source)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         width = config.intermediate_size if config.use_mlp else None
         self.layers = nn.ModuleList(
@@ -130,6 +132,9 @@ class LinarchModel(LinarchPreTrainedModel):
             for idx in range(config.num_hidden_layers)
         )
         self.norm = RMSNorm(config.hidden_size, config.norm_eps)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in OUT_PROJECTIONS:
+                module._out_projection = True  # what zero_init_out_proj zeroes
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -177,9 +182,9 @@ class LinarchForCausalLM(LinarchPreTrainedModel, GenerationMixin):
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
-    def __init__(self, config: LinarchConfig) -> None:
+    def __init__(self, config: LinarchConfig, layer_cls: type[nn.Module] | None = None) -> None:
         super().__init__(config)
-        self.model = LinarchModel(config)
+        self.model = LinarchModel(config, layer_cls=layer_cls)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 

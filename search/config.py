@@ -7,7 +7,7 @@ every section has defaults that run a small local search. Example:
     max_candidates = 40
     preset = "mqar-small"
     seeds = [0, 1, 2]
-    seed_programs = ["examples/deltanet.lin"]
+    seed_programs = ["example:deltanet", "my_mixers/fir_router.lin"]
 
     [llm]
     base_url = "http://127.0.0.1:8000/v1"
@@ -19,6 +19,9 @@ every section has defaults that run a small local search. Example:
     [llm.prices.gpt-4o-mini]
     input_per_1k = 0.00015
     output_per_1k = 0.0006
+    [llm.prices.gpt-4o]
+    input_per_1k = 0.0025
+    output_per_1k = 0.01
 
     [[cascade]]
     stage = "smoke"
@@ -40,15 +43,11 @@ every section has defaults that run a small local search. Example:
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 from linarch.search.ledger import Price
 
@@ -64,7 +63,8 @@ class RunConfig:
     max_candidates: int = 20  # proposals, not counting seed programs
     preset: str = "mqar-small"  # evaluation preset, passed through to `evaluate`
     seeds: tuple[int, ...] = (0, 1, 2)  # training seeds per evaluation
-    seed_programs: tuple[str, ...] = ()  # .lin files evaluated first (the baseline among them)
+    # evaluated first, the baseline first: paths (relative to the config file) or "example:NAME"
+    seed_programs: tuple[str, ...] = ("example:deltanet",)
     store: str = ""  # SQLite store shared with linarch.evaluation; "" = RUN/store.sqlite
 
 
@@ -231,7 +231,7 @@ def _validate(config: SearchConfig) -> None:
         if not ok:
             raise ConfigError(message)
     budget = config.llm.budget_usd
-    if budget is not None and config.components.proposer == "llm":
+    if budget is not None:
         unpriced = sorted(set(config.llm.models.values()) - set(config.llm.prices))
         if unpriced:
             raise ConfigError(

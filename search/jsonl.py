@@ -7,6 +7,7 @@ refuses a damaged line anywhere else: that would be corruption, not a crash.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -83,6 +84,8 @@ def _json_default(value: Any) -> Any:
         return str(value)
     if hasattr(value, "to_dict"):
         return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     if hasattr(value, "value"):  # Enum
         return value.value
     raise TypeError(f"cannot write {type(value).__name__} to a journal")

@@ -141,6 +141,31 @@ class EvalResult:
         }
 
     @classmethod
+    def from_comparison(
+        cls,
+        comparison: Any,
+        *,
+        metrics: Mapping[str, float] | None = None,
+        seeds: Sequence[int] = (),
+        detail: str = "",
+    ) -> EvalResult:
+        """From linarch.evaluation's PairedComparison (candidate minus baseline, in the
+        metric's units), turned so that a higher score is better for any metric direction:
+        a loss that fell by 0.1 scores +0.1."""
+        sign = 1.0 if comparison.higher_is_better else -1.0
+        low, high = sorted((sign * comparison.ci_low, sign * comparison.ci_high))
+        verdict = getattr(comparison.verdict, "value", comparison.verdict)
+        return cls(
+            score=sign * comparison.mean_difference,
+            ci_low=low,
+            ci_high=high,
+            verdict=str(verdict),
+            metrics=dict(metrics or {comparison.metric: sign * comparison.mean_difference}),
+            seeds=tuple(seeds),
+            detail=detail,
+        )
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EvalResult:
         return cls(
             score=float(data["score"]),

@@ -21,21 +21,24 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from linarch.evaluation.mixers import MixerSpec, use_mixer_loader
 from linarch.models.resolver import use_layer_resolver
+from torch import nn
 
 
 def _causal_conv(x: torch.Tensor, conv: nn.Conv1d, window: torch.Tensor | None):
-    """Depthwise causal conv over [B, T, C] with a carried window of the last W-1 inputs."""
+    """Depthwise causal conv over [B, T, C] with a carried window of the last W-1 inputs.
+
+    Written as W shifted multiply-adds, which is faster on a CPU than a grouped conv1d.
+    """
     width = conv.kernel_size[0]
-    xt = x.transpose(1, 2)
     if window is None:
-        window = xt.new_zeros(xt.shape[0], xt.shape[1], width - 1)
-    full = torch.cat([window.to(xt.dtype), xt], dim=2)
-    out = F.conv1d(full, conv.weight, conv.bias, groups=conv.groups)
-    return out.transpose(1, 2), full[:, :, full.shape[2] - (width - 1):]
+        window = x.new_zeros(x.shape[0], width - 1, x.shape[2])
+    full = torch.cat([window.to(x.dtype), x], dim=1)
+    weight = conv.weight[:, 0, :]  # [C, W]
+    t = x.shape[1]
+    out = sum(full[:, i: i + t] * weight[:, i] for i in range(width))
+    return out, full[:, full.shape[1] - (width - 1):]
 
 
 class TestLinearAttention(nn.Module):

@@ -12,8 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
+import sympy as sp
+from linarch.dsl.builtins import BUILTINS, Family
 from linarch.dsl.diagnostics import Reporter
 from linarch.dsl.ir import Node, Op
+from linarch.dsl.passes.typecheck import T_SYMBOL
 from linarch.dsl.types import Kind
 from linarch.dsl.unit import Unit
 
@@ -44,7 +47,8 @@ POINT = Dep(Reach.POINTWISE)
 def join(deps: list[Dep]) -> Dep:
     best = STATIC
     for d in deps:
-        if d.reach > best.reach or (d.reach == best.reach == Reach.WINDOW and d.window > best.window):
+        wider = d.reach == best.reach == Reach.WINDOW and d.window > best.window
+        if d.reach > best.reach or wider:
             best = d
     return best
 
@@ -92,6 +96,13 @@ def _flag(unit: Unit, n: Node, key: str, default: bool) -> bool:
     return bool(v) if isinstance(v, bool) else default
 
 
+def _uses_length(unit: Unit, i: int) -> bool:
+    """A static number computed from T (as opposed to T in a shape, which is a size)."""
+    ty = unit.types.get(i)
+    return (ty is not None and ty.value is not None and ty.kind is Kind.STATIC
+            and T_SYMBOL in sp.sympify(ty.value).free_symbols)
+
+
 def _visit(unit: Unit, i: int, n: Node, deps: dict[int, Dep]) -> Dep:
     types = unit.types
     ty = types.get(i)
@@ -101,6 +112,12 @@ def _visit(unit: Unit, i: int, n: Node, deps: dict[int, Dep]) -> Dep:
                                       Kind.BOOL, Kind.IDENTITY):
         return STATIC
     args = [deps[a] for a in n.args]
+    arithmetic = n.op in (Op.BINARY, Op.NEG) or (
+        n.op is Op.CALL and BUILTINS[n.attr("fn")].family in (Family.ELEMENTWISE, Family.COMBINE))
+    if arithmetic and any(_uses_length(unit, a) for a in n.args):
+        raise _Leak("LA201", "the sequence length T is used as a value: at token t it is not "
+                    "known yet (it counts the tokens still to come)",
+                    "normalise by a constant, or by a running count kept in a state")
     if n.op in (Op.STATE, Op.UPDATE):
         return Dep(Reach.PREFIX, why=f"recurrence of `{n.name}` over tokens <= t")
     if n.op is Op.CALL:

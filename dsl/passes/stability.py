@@ -46,6 +46,11 @@ def _range(unit: Unit, i: int | None) -> Interval:
     return unit.types[i].range if i is not None else Interval(1.0, 1.0)
 
 
+def _divides(tr: Transition, i: int) -> bool:
+    """Whether factor ``i`` divides the state (S / x: steps record it as -i - 1)."""
+    return any(-i - 1 in step.scales for step in tr.steps)
+
+
 def _check(unit: Unit, tr: Transition, report: Reporter) -> Verdict:
     m = unit.module
     span = m.node(tr.update).span
@@ -54,7 +59,7 @@ def _check(unit: Unit, tr: Transition, report: Reporter) -> Verdict:
     C = unit.options.chunk_size
     for d in tr.decays:
         if d.log is not None:
-            r = _range(unit, d.log)
+            r = -_range(unit, d.log) if _divides(tr, d.node) else _range(unit, d.log)
             if r.hi > 0:
                 stable = False
                 report("LA501", f"the log-decay of `{tr.name}` is in {r}: not proven <= 0",
@@ -70,6 +75,7 @@ def _check(unit: Unit, tr: Transition, report: Reporter) -> Verdict:
                            f"use a chunk size <= {max_safe_chunk(r.lo)} or bound the gate")
         else:
             r = _range(unit, d.node)
+            r = r.reciprocal() if _divides(tr, d.node) else r
             if not r.within(-1.0, 1.0):
                 stable = False
                 report("LA501", f"the decay of `{tr.name}` is in {r}: not proven within [-1, 1]",
@@ -78,7 +84,7 @@ def _check(unit: Unit, tr: Transition, report: Reporter) -> Verdict:
             else:
                 reasons.append(f"decay in {r}")
     for f in tr.elementwise:
-        r = _range(unit, f)
+        r = _range(unit, f).reciprocal() if _divides(tr, f) else _range(unit, f)
         if not r.within(-1.0, 1.0):
             stable = False
             report("LA501", f"the elementwise factor of `{tr.name}` is in {r}: not proven "

@@ -20,7 +20,7 @@ from linarch.dsl.unit import Unit
 from linarch.dsl.unparse import _Unparser
 
 
-class TClass(str, Enum):
+class TClass(str, Enum):  # noqa: UP042 - str(member) is part of stored labels
     IDENTITY = "identity"
     CONSTANT_DECAY = "constant decay"
     SCALAR_DECAY = "scalar decay"
@@ -32,7 +32,7 @@ class TClass(str, Enum):
     ELEMENTWISE = "elementwise scan"
 
 
-class Gate(str, Enum):
+class Gate(str, Enum):  # noqa: UP042 - str(member) is part of stored labels
     NONE = "none"
     CONSTANT = "constant"
     SCALAR = "scalar"
@@ -209,6 +209,9 @@ def _step(unit: Unit, upd: int) -> tuple[Step, list[int], list[int], list[int]]:
                       "add a write term such as outer(v, k)")
     scales: list[int] = []
     right: list[int] = []
+    if s_terms and s_terms[0][0] < 0:
+        raise _Reject("LA302", f"the state term of `{node.name}` is subtracted: a sign flip has "
+                      "no log-space decay", node, "keep S with a + sign: S = S @ A + B")
     if s_terms:
         _chain(m, s_terms[0][1], s, dep, scales, right)
     state_shape = unit.types[s].shape
@@ -261,8 +264,9 @@ def _chain(m: Module, i: int, s: int, dep, scales: list[int], right: list[int]) 
         scales.append(factor if op == "*" else -factor - 1)  # negative id marks 1/factor
         return
     if n.op is Op.NEG:
-        _chain(m, n.args[0], s, dep, scales, right)
-        return
+        raise _Reject("LA302", "the state is negated: a sign flip has no log-space decay", n,
+                      "keep S with a + sign; a transition with negative eigenvalues is written "
+                      "I - beta * outer(k, k) with beta in [0, 2]")
     if n.op in (Op.CALL, Op.APPLY, Op.RESHAPE):
         raise _Reject("LA301", "the state passes through a non-linear or reshaping function",
                       n, "the update must be affine in the state: S_t = S_{t-1} A_t + B_t")
@@ -323,7 +327,10 @@ def _factor(unit: Unit, r: int, dep, decays, rank_ones, elementwise, state_shape
     if n.op is Op.BINARY and n.attr("op") == "*":
         a, b = n.args
         ta, tb = unit.types[a], unit.types[b]
-        scalar_side = a if len(ta.shape) < len(tb.shape) else b
+        if Kind.IDENTITY in (ta.kind, tb.kind):  # exp(g) * I: the decay is the other side
+            scalar_side = a if tb.kind is Kind.IDENTITY else b
+        else:
+            scalar_side = a if len(ta.shape) < len(tb.shape) else b
         other = b if scalar_side == a else a
         _scale(unit, scalar_side, state_shape, decays, elementwise)
         _factor(unit, other, dep, decays, rank_ones, elementwise, state_shape)

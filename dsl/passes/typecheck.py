@@ -26,7 +26,6 @@ from linarch.dsl.types import (
     Type,
     broadcast,
     dims_equal,
-    fmt_shape,
     numel,
     shapes_equal,
 )
@@ -65,6 +64,22 @@ class _Checker:
         self.types: dict[int, Type] = {}
         self.symbols: dict[str, sp.Symbol] = {}
         self.defaults: dict[sp.Symbol, object] = {T_SYMBOL: 2048}
+        self.bad_dims: set[sp.Expr] = set()  # dimension formulas already reported (LA114)
+        self._subs: dict | None = None  # the defaults as sympy numbers (built on first use)
+        self.names: dict[sp.Expr, sp.Symbol] = {}  # value -> binding name, for messages
+
+    def pretty(self, e: sp.Expr) -> sp.Expr:
+        """A formula in the program's own names (``H*dk`` rather than ``head_dim*num_heads``)."""
+        if not self.names:
+            return e
+        pairs = sorted(self.names.items(), key=lambda kv: -sp.count_ops(kv[0]))
+        try:
+            return sp.sympify(e).subs(pairs, simultaneous=True)
+        except (TypeError, ValueError, AttributeError, sp.SympifyError):
+            return e
+
+    def fmt_shape(self, shape) -> str:
+        return "[" + ", ".join(str(self.pretty(d)) for d in shape) + "]"
 
     def err(self, code: str, message: str, node: Node, hint: str | None = None) -> Type:
         self.report(code, message, node.span, hint)
@@ -76,6 +91,10 @@ class _Checker:
                 self.types[i] = self.visit(i, node)
             except _Poison:
                 self.types[i] = ERROR
+            ty = self.types[i]
+            if (node.name and node.op not in (Op.HPARAM, Op.CONST, Op.PARAM)
+                    and ty.is_scalar_static and not ty.value.is_number):
+                self.names.setdefault(ty.value, sp.Symbol(node.name))
         self._check_unused()
 
     def t(self, i: int) -> Type:
@@ -88,19 +107,24 @@ class _Checker:
         # xreplace with sympy numbers: the same value as subs() for a symbol -> number map, and
         # an order of magnitude faster (this runs for every dimension of every node)
         try:
-            v = sp.sympify(e).xreplace({k: sp.sympify(d) for k, d in self.defaults.items()})
-            return float(v) if v.is_number else None
-        except (TypeError, ValueError, sp.SympifyError):
+            if self._subs is None:
+                self._subs = {k: sp.sympify(d) for k, d in self.defaults.items()}
+            v = sp.sympify(e).xreplace(self._subs)
+            num = float(v) if v.is_number else None
+        except (TypeError, ValueError, OverflowError, sp.SympifyError):
             return None
+        return num if num is not None and math.isfinite(num) else None  # 2 ** T is no size
 
     # ------------------------------------------------------------------ nodes
     def visit(self, i: int, n: Node) -> Type:
         op = n.op
         if op is Op.INPUT:
-            hs = self.symbols.get("hidden_size")
-            if hs is None:
-                return Type(Kind.TOKEN, (sp.Symbol("hidden_size", positive=True, integer=True),))
-            return Type(Kind.TOKEN, (hs,))
+            # x has hidden_size features; without a valid hidden_size (reported by lowering or
+            # _hparam) everything computed from x is poisoned instead of misreported
+            hs = [h.attr("default") for _, h in self.m.hparams() if h.name == "hidden_size"]
+            if len(hs) != 1 or isinstance(hs[0], bool) or not isinstance(hs[0], int) or hs[0] <= 0:
+                return ERROR
+            return Type(Kind.TOKEN, (sp.Symbol("hidden_size", positive=True, integer=True),))
         if op is Op.HPARAM:
             return self._hparam(n)
         if op is Op.SEQLEN:
@@ -151,8 +175,8 @@ class _Checker:
             if not shapes_equal(state.shape, value.shape):
                 return self.err(
                     "LA103",
-                    f"state `{n.name}` is {fmt_shape(state.shape)} but its update is "
-                    f"{fmt_shape(value.shape)}", n,
+                    f"state `{n.name}` is {self.fmt_shape(state.shape)} but its update is "
+                    f"{self.fmt_shape(value.shape)}", n,
                     "the update must have the declared shape; outer(v, k) is [.., dv, dk]")
             return Type(Kind.TOKEN, state.shape, range=value.range)
         if op is Op.RETURN:
@@ -175,6 +199,7 @@ class _Checker:
             n.name, real=True, integer=integer)
         self.symbols[n.name] = sym
         self.defaults[sym] = v
+        self._subs = None
         if n.name in ("hidden_size", "num_heads") and not (integer and v > 0):
             return self.err("LA113", f"`{n.name}` must default to a positive integer", n)
         return Type(Kind.STATIC, value=sym, range=static_range(sym, self.defaults))
@@ -187,9 +212,12 @@ class _Checker:
         value = sp.nsimplify(t.value) if t.value.is_Float else t.value
         num = self.at_defaults(value)
         if num is None or num <= 0 or abs(num - round(num)) > 1e-9:
+            if value in self.bad_dims:
+                raise _Poison  # one formula, one diagnostic (at its first use)
+            self.bad_dims.add(value)
             shown = f"{num:g}" if num is not None else "not a number"
-            self.err("LA114", f"{what} `{value}` is {shown} at the defaults, not a positive "
-                     "integer", n, "check the hyper-parameter defaults and the formula")
+            self.err("LA114", f"{what} `{self.pretty(value)}` is {shown} at the defaults, not a "
+                     "positive integer", n, "check the hyper-parameter defaults and the formula")
             raise _Poison
         return value
 
@@ -200,7 +228,8 @@ class _Checker:
             raise _Poison
         num = self.at_defaults(t.value)
         if num is None or num < (0 if allow_zero else 1) or abs(num - round(num)) > 1e-9:
-            self.err("LA114", f"{what} `{t.value}` is not an integer at the defaults", n)
+            self.err("LA114", f"{what} `{self.pretty(t.value)}` is not an integer at the "
+                     "defaults", n)
             raise _Poison
         return t.value
 
@@ -228,8 +257,8 @@ class _Checker:
         self._tensor(b, n, f"use `{op}` on")
         shape = broadcast(a.shape, b.shape)
         if shape is None:
-            return self.err("LA103", f"cannot combine {fmt_shape(a.shape)} and "
-                            f"{fmt_shape(b.shape)} with `{op}`", n,
+            return self.err("LA103", f"cannot combine {self.fmt_shape(a.shape)} and "
+                            f"{self.fmt_shape(b.shape)} with `{op}`", n,
                             "per-head values broadcast over trailing axes ([H] with [H, d]); "
                             "reshape with `as [..]` or use diag()/outer()")
         kind = Kind.TOKEN if Kind.TOKEN in (a.kind, b.kind) else Kind.STATIC
@@ -242,8 +271,9 @@ class _Checker:
         self._tensor(other, n, f"use `{op}` with I on")
         if op in ("+", "-"):
             if len(other.shape) < 2 or not dims_equal(other.shape[-1], other.shape[-2]):
-                return self.err("LA103", f"I {op} X needs a square X, got {fmt_shape(other.shape)}",
-                                n, "outer(k, k) and diag(a) are square")
+                return self.err("LA103", f"I {op} X needs a square X, got "
+                                f"{self.fmt_shape(other.shape)}", n,
+                                "outer(k, k) and diag(a) are square")
             return Type(other.kind, other.shape)
         if op == "*" and (not other.shape or len(other.shape) == 1):
             return Type(Kind.IDENTITY)
@@ -260,22 +290,25 @@ class _Checker:
         kind = Kind.TOKEN if Kind.TOKEN in (a.kind, b.kind) else Kind.STATIC
         if len(a.shape) < 2:
             return self.err("LA103", f"the left side of `@` must be a matrix, got "
-                            f"{fmt_shape(a.shape)}", n, "states are [H, dv, dk]: write S @ q")
+                            f"{self.fmt_shape(a.shape)}", n, "states are [H, dv, dk]: write S @ q")
+        if not b.shape:
+            return self.err("LA103", "the right side of `@` must be a vector or a matrix, got a "
+                            "scalar", n, "scale with `*`, e.g. S @ q * dk ** -0.5")
         if len(b.shape) < len(a.shape):  # matrix @ vector (the vector may omit leading axes)
             if not dims_equal(a.shape[-1], b.shape[-1]) or broadcast(a.shape[:-2], b.shape[:-1]) \
                     is None:
-                return self.err("LA103", f"cannot multiply {fmt_shape(a.shape)} by vector "
-                                f"{fmt_shape(b.shape)}", n,
+                return self.err("LA103", f"cannot multiply {self.fmt_shape(a.shape)} by vector "
+                                f"{self.fmt_shape(b.shape)}", n,
                                 "the last axis of the matrix must match the vector")
             return Type(kind, a.shape[:-1])
         if len(b.shape) == len(a.shape):
             if not dims_equal(a.shape[-1], b.shape[-2]) or not shapes_equal(a.shape[:-2],
                                                                              b.shape[:-2]):
-                return self.err("LA103", f"cannot multiply {fmt_shape(a.shape)} by "
-                                f"{fmt_shape(b.shape)}", n, "inner dimensions must match")
+                return self.err("LA103", f"cannot multiply {self.fmt_shape(a.shape)} by "
+                                f"{self.fmt_shape(b.shape)}", n, "inner dimensions must match")
             return Type(kind, a.shape[:-1] + b.shape[-1:])
-        return self.err("LA103", f"cannot multiply {fmt_shape(a.shape)} by {fmt_shape(b.shape)}",
-                        n)
+        return self.err("LA103", f"cannot multiply {self.fmt_shape(a.shape)} by "
+                        f"{self.fmt_shape(b.shape)}", n)
 
     def _reshape(self, n: Node) -> Type:
         v = self.t(n.args[0])
@@ -285,10 +318,12 @@ class _Checker:
         if not dims_equal(have, want):
             at_h, at_w = self.at_defaults(have), self.at_defaults(want)
             numbers = f" ({at_h:g} vs {at_w:g} at the defaults)" if at_h and at_w else ""
+            if at_h and at_h == at_w:
+                numbers = f" (both {at_h:g} at the defaults, but not for every hyper-parameter)"
             return self.err(
                 "LA104",
-                f"a value with {fmt_shape(v.shape)} = {have} features cannot be viewed as "
-                f"{fmt_shape(dims)} = {want}{numbers}", n,
+                f"a value with {self.fmt_shape(v.shape)} = {self.pretty(have)} features cannot be "
+                f"viewed as {self.fmt_shape(dims)} = {self.pretty(want)}{numbers}", n,
                 "make the projection's output width equal to the product of the head shape, "
                 "e.g. linear(hidden_size -> H * dk) viewed as [H, dk]")
         return Type(v.kind, dims, range=v.range)
@@ -360,7 +395,8 @@ class _Checker:
             return Type(a.kind, a.shape, range=rng)
         axis = over if over >= 0 else len(a.shape) + over
         if not 0 <= axis < len(a.shape):
-            return self.err("LA105", f"axis {over} is out of range for {fmt_shape(a.shape)}", n)
+            return self.err("LA105", f"axis {over} is out of range for "
+                            f"{self.fmt_shape(a.shape)}", n)
         if fn.name in ("sum", "mean", "entropy"):
             shape = a.shape[:axis] + a.shape[axis + 1:]
             return Type(a.kind, shape, range=rng)
@@ -382,7 +418,7 @@ class _Checker:
             shape = broadcast(shape, a.shape)
             if shape is None:
                 return self.err("LA103", f"`{fn.name}` operands have incompatible shapes "
-                                f"{', '.join(fmt_shape(a.shape) for a in args)}", n)
+                                f"{', '.join(self.fmt_shape(a.shape) for a in args)}", n)
         kind = Kind.TOKEN if any(a.kind is Kind.TOKEN for a in args) else Kind.STATIC
         if fn.name == "lerp":
             a, b, w = (x.range for x in args)
@@ -399,6 +435,8 @@ class _Checker:
         if fn.name == "slice":
             x = args[0]
             self._tensor(x, n, "slice")
+            if not x.shape:
+                return self.err("LA103", "`slice` needs a value with features, got a scalar", n)
             start = self._static_int(n.args[1], n, "slice start", allow_zero=True)
             length = self._dim(n.args[2], n, "slice length")
             end, size = self.at_defaults(start + length), self.at_defaults(x.shape[-1])
@@ -416,8 +454,8 @@ class _Checker:
             a, b = args
             lead = broadcast(a.shape[:-1], b.shape[:-1])
             if lead is None:
-                return self.err("LA103", f"outer of {fmt_shape(a.shape)} and {fmt_shape(b.shape)}:"
-                                " leading axes differ", n)
+                return self.err("LA103", f"outer of {self.fmt_shape(a.shape)} and "
+                                f"{self.fmt_shape(b.shape)}: leading axes differ", n)
             return Type(kind, lead + (a.shape[-1], b.shape[-1]), range=a.range * b.range)
         if name == "diag":
             a = args[0]
@@ -426,15 +464,17 @@ class _Checker:
             a, b = args
             shape = broadcast(a.shape, b.shape)
             if shape is None or not dims_equal(a.shape[-1], b.shape[-1]):
-                return self.err("LA103", f"dot of {fmt_shape(a.shape)} and {fmt_shape(b.shape)}",
-                                n, "both operands need the same last axis")
+                return self.err("LA103", f"dot of {self.fmt_shape(a.shape)} and "
+                                f"{self.fmt_shape(b.shape)}", n,
+                                "both operands need the same last axis")
             return Type(kind, shape[:-1])
         if name == "stack":
             first = args[0]
             for a in args[1:]:
                 if not shapes_equal(a.shape, first.shape):
-                    return self.err("LA103", f"stacked paths differ: {fmt_shape(first.shape)} vs "
-                                    f"{fmt_shape(a.shape)}", n, "every path needs the same shape")
+                    return self.err("LA103", "stacked paths differ: "
+                                    f"{self.fmt_shape(first.shape)} vs {self.fmt_shape(a.shape)}",
+                                    n, "every path needs the same shape")
             rng = first.range
             for a in args[1:]:
                 rng = rng.join(a.range)
@@ -443,9 +483,10 @@ class _Checker:
         if name == "mix":
             paths, w = args
             if len(paths.shape) < 2 or not shapes_equal(paths.shape[:-1], w.shape):
-                return self.err("LA103", f"mix(paths {fmt_shape(paths.shape)}, weights "
-                                f"{fmt_shape(w.shape)}): weights need the paths' shape without "
-                                "its last axis", n, "stack(...) gives [H, P, d]; weights [H, P]")
+                return self.err("LA103", f"mix(paths {self.fmt_shape(paths.shape)}, weights "
+                                f"{self.fmt_shape(w.shape)}): weights need the paths' shape "
+                                "without its last axis", n,
+                                "stack(...) gives [H, P, d]; weights [H, P]")
             return Type(kind, paths.shape[:-1][:-1] + paths.shape[-1:])
         if name == "concat":
             lead = args[0].shape[:-1]
@@ -462,9 +503,9 @@ class _Checker:
             q, k, v = args
             if not (shapes_equal(q.shape, k.shape) and len(q.shape) >= 1
                     and shapes_equal(q.shape[:-1], v.shape[:-1])):
-                return self.err("LA103", f"attention(q {fmt_shape(q.shape)}, k "
-                                f"{fmt_shape(k.shape)}, v {fmt_shape(v.shape)}): q and k need one "
-                                "shape and v the same heads", n)
+                return self.err("LA103", f"attention(q {self.fmt_shape(q.shape)}, k "
+                                f"{self.fmt_shape(k.shape)}, v {self.fmt_shape(v.shape)}): q and k "
+                                "need one shape and v the same heads", n)
             return Type(Kind.TOKEN, v.shape)
         if fn.name == "cumsum" or fn.name == "reverse_cumsum":
             over = self._over(n)
@@ -555,10 +596,10 @@ class _Checker:
         if not dims_equal(have, width_in):
             return self.err(
                 "LA103",
-                f"`{pnode.name}` expects {width_in} input features but gets {have} "
-                f"({fmt_shape(x.shape)})", n,
-                f"declare `{pnode.name}` with input width {have}, or pass a value with "
-                f"{width_in} features")
+                f"`{pnode.name}` expects {self.pretty(width_in)} input features but gets "
+                f"{self.pretty(have)} ({self.fmt_shape(x.shape)})", n,
+                f"declare `{pnode.name}` with input width {self.pretty(have)}, or pass a value "
+                f"with {self.pretty(width_in)} features")
         if info.kind in ("linear", "mlp"):
             return Type(x.kind, x.shape[:-1] + (info.widths[-1],))
         if info.kind == "causal_conv" and x.kind is not Kind.TOKEN:
@@ -572,12 +613,16 @@ class _Checker:
             return self.err("LA113", "the mixer needs a `hidden_size` hyper-parameter", n,
                             "add `hidden_size = 1024` to the header")
         if v.kind is not Kind.TOKEN or not shapes_equal(v.shape, (hs,)):
-            return self.err("LA111", f"the output is {v.describe()}, not token[hidden_size]", n,
+            what = (f"{v.kind.value}{self.fmt_shape(v.shape)}" if v.is_tensor and v.value is None
+                    else v.describe())
+            return self.err("LA111", f"the output is {what}, not token[hidden_size]", n,
                             "end with an output projection, e.g. o_proj(o) with "
                             "o_proj : linear(H * dv -> hidden_size)")
         return Type(Kind.EFFECT)
 
     def _check_unused(self) -> None:
+        if self.report.has_errors:
+            return  # a parameter whose use failed to check is not unused; fix the errors first
         for i, node in self.m.nodes(Op.PARAM):
             if not self.m.users(i):
                 self.report("LA112", f"parameter `{node.name}` is never used", node.span,
@@ -620,8 +665,8 @@ def _interval_op(op: str, a: Type, b: Type) -> Interval:
         if base == 1:
             return Interval(1.0, 1.0)
         lo, hi = rb.lo, rb.hi
-        f = (lambda e: iv.exp(e * math.log(base)))
-        return Interval(min(f(lo), f(hi)), max(f(lo), f(hi)))
+        at_lo, at_hi = iv.exp(lo * math.log(base)), iv.exp(hi * math.log(base))
+        return Interval(min(at_lo, at_hi), max(at_lo, at_hi))
     if op == "**" and b.is_scalar_static:
         p = b.value
         if p == 2:

@@ -62,7 +62,8 @@ def _split_inputs(layer, hidden_states):
     projected = layer.in_proj(hidden_states)
     inter, conv_dim, heads = layer.intermediate_size, layer.conv_dim, layer.num_heads
     gate, xbc, dt = projected.split([inter, conv_dim, heads], dim=-1)
-    xbc = plain_activation(layer.act)(layer.conv1d(xbc.transpose(1, 2))[..., :length].transpose(1, 2))
+    conv = layer.conv1d(xbc.transpose(1, 2))[..., :length].transpose(1, 2)
+    xbc = plain_activation(layer.act)(conv)
     x, B, C = xbc.split([inter, layer.ssm_state_size, layer.ssm_state_size], dim=-1)
     dt = F.softplus(dt + layer.dt_bias).clamp(*layer.dt_limit)
     x = x.reshape(batch, length, heads, layer.head_dim)

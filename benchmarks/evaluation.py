@@ -1,0 +1,92 @@
+"""Wall time of the cheap measures: one seed of quick MQAR and quick LM on one CPU thread.
+
+    python benchmarks/evaluation.py                          # examples/deltanet.lin
+    python benchmarks/evaluation.py --mixer examples/gla.lin --tasks mqar --seeds 2
+    python benchmarks/evaluation.py --test-mixer linear_attention   # tests/mixers_for_tests.py
+
+Prints, per task and seed, the wall time (data, model, training and evaluation) and the CPU
+time of the process (close to the wall time of an idle machine when the machine is shared), the
+training throughput in tokens per second and the task metric; `--json` writes the same rows. The target
+is quick MQAR (2 layers, d_model 64) in at most 3 minutes per seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from linarch.evaluation.mixers import MixerSpec, load_mixer
+from linarch.evaluation.presets import Preset, TaskKind, budget_for
+from linarch.evaluation.trainer import train_problem
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_mixer(name: str) -> tuple[MixerSpec, object]:
+    """A hand-written mixer from tests/mixers_for_tests.py, with its resolver installed."""
+    path = ROOT / "tests" / "mixers_for_tests.py"
+    spec = importlib.util.spec_from_file_location("mixers_for_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mixers_for_tests"] = module
+    spec.loader.exec_module(module)
+    return module.spec(name), module.install()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mixer", default=str(ROOT / "examples" / "deltanet.lin"))
+    parser.add_argument("--test-mixer", default=None, help="a mixer of tests/mixers_for_tests.py")
+    parser.add_argument("--tasks", nargs="+", default=["mqar", "lm"],
+                        choices=[t.value for t in TaskKind])
+    parser.add_argument("--preset", default="quick", choices=[p.value for p in Preset])
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    if args.test_mixer:
+        mixer, context = test_mixer(args.test_mixer)
+        context.__enter__()
+    else:
+        mixer = load_mixer(args.mixer)
+    rows = []
+    print(f"mixer {mixer.name}, preset {args.preset}, {args.threads} thread(s), "
+          f"torch {torch.__version__}")
+    for task in args.tasks:
+        budget = budget_for(TaskKind(task), Preset(args.preset))
+        for seed in range(args.seeds):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            tokens, train_s, metrics = 0, 0.0, {}
+            for problem, config in budget.problems:
+                config = type(config)(**{**vars(config), "seed": seed})
+                result, _ = train_problem(problem, mixer, problem.shape, config,
+                                          device=torch.device("cpu"))
+                tokens += result.timings.tokens_seen
+                train_s += result.timings.train_s
+                metrics[problem.name] = {"outcome": result.outcome.value,
+                                         problem.metric.name: result.metric(problem.metric.name),
+                                         "steps": result.steps}
+            wall = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started
+            row = {"task": task, "preset": args.preset, "seed": seed, "mixer": mixer.name,
+                   "wall_s": wall, "cpu_s": cpu, "train_s": train_s, "tokens": tokens,
+                   "tokens_per_s": tokens / train_s if train_s else 0.0, "metrics": metrics}
+            rows.append(row)
+            shown = ", ".join(f"{k}={v:.4f}" for m in metrics.values() for k, v in m.items()
+                              if isinstance(v, float))
+            print(f"  {task:5s} seed {seed}: {wall:7.1f} s wall ({cpu:.1f} s CPU), "
+                  f"{row['tokens_per_s']:9,.0f} tokens/s, {shown}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

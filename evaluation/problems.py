@@ -1,0 +1,290 @@
+"""A problem is one thing a model is trained on: its data, model, loss and evaluation.
+
+MQAR and the LM task are one problem each; MAD is six (one per task, each its own model). The
+trainer sees only this interface, so every problem gets the same loop, limits and outcomes.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from linarch.models import LinarchConfig, LinarchForCausalLM, MixerAutoEncoder
+from torch import nn
+
+from .mad import MADSetting, generate_mad, macro_accuracy
+from .mixers import MixerSpec
+from .mqar import MQARSetting, generate_mqar, query_accuracy
+from .results import Metric
+from .synthetic import IGNORE, TokenSplit
+from .text_data import TextSource, TokenCorpus, load_corpus, random_windows, tiled_windows
+from .tokenizer import load_tokenizer
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The backbone around the mixer; `hidden_size` is what parameter matching adjusts."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    use_mlp: bool = True
+    intermediate_size: int | None = None
+    tie_embeddings: bool = True
+
+    def resized(self, hidden_size: int, intermediate_size: int | None = None) -> ModelShape:
+        return replace(self, hidden_size=hidden_size, intermediate_size=intermediate_size)
+
+
+def linarch_config(mixer: MixerSpec, shape: ModelShape, vocab_size: int) -> LinarchConfig:
+    return LinarchConfig(
+        vocab_size=vocab_size,
+        hidden_size=shape.hidden_size,
+        num_hidden_layers=shape.num_layers,
+        num_heads=shape.num_heads,
+        mixer_source=mixer.source,
+        mixer_name=mixer.name,
+        use_mlp=shape.use_mlp,
+        intermediate_size=shape.intermediate_size,
+        tie_word_embeddings=shape.tie_embeddings,
+    )
+
+
+class Problem(ABC):
+    """Data, model, loss and evaluation of one training problem."""
+
+    name: str
+    metric: Metric
+    shape: ModelShape
+
+    @abstractmethod
+    def make_data(self, seed: int):
+        """Train and test data for `seed` (the same for every mixer: runs pair by seed)."""
+
+    @abstractmethod
+    def build_model(self, mixer: MixerSpec, shape: ModelShape) -> nn.Module: ...
+
+    @abstractmethod
+    def batches(self, data, batch_size: int, generator: torch.Generator) -> Iterator[TokenSplit]:
+        """Endless training batches, in an order fixed by `generator`."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: TokenSplit) -> tuple[torch.Tensor, torch.Tensor]:
+        """(task loss, summed auxiliary loss of the mixers)."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, data, device: torch.device) -> dict[str, float]:
+        """Held-out metrics, including `self.metric.name`."""
+
+    def tokens_per_example(self, batch: TokenSplit) -> int:
+        return batch.inputs.shape[1]
+
+    def save_artifacts(self, directory: Path) -> None:  # noqa: B027 (optional hook)
+        """Files a checkpoint needs besides the model (the LM task writes its tokenizer)."""
+
+
+def _labelled_loss(model: LinarchForCausalLM, batch: TokenSplit):
+    out = model.model(input_ids=batch.inputs)
+    return model.label_loss(out.last_hidden_state, batch.labels), out.aux_loss
+
+
+@torch.no_grad()
+def _labelled_eval(model: LinarchForCausalLM, split: TokenSplit, device: torch.device,
+                   batch_size: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Predictions and gold labels at labelled positions, and the mean loss there."""
+    preds, golds, nll, count = [], [], 0.0, 0
+    for start in range(0, len(split), batch_size):
+        inputs = split.inputs[start: start + batch_size].to(device)
+        labels = split.labels[start: start + batch_size].to(device)
+        with autocast(device):
+            hidden = model.model(input_ids=inputs).last_hidden_state
+        keep = labels != IGNORE
+        logits = model.lm_head(hidden[keep]).float()
+        nll += float(F.cross_entropy(logits, labels[keep], reduction="sum"))
+        count += int(keep.sum())
+        preds.append(logits.argmax(-1).cpu())
+        golds.append(labels[keep].cpu())
+    return torch.cat(preds), torch.cat(golds), nll / max(count, 1)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, a no-op elsewhere (CPU training stays fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@dataclass(frozen=True)
+class MQARData:
+    train: TokenSplit
+    test: TokenSplit
+
+
+class MQARProblem(Problem):
+    """Zoology's MQAR; the head runs only at query positions, where the labels are."""
+
+    def __init__(self, setting: MQARSetting, shape: ModelShape, num_train: int, num_test: int,
+                 eval_batch_size: int = 256) -> None:
+        self.setting = setting
+        self.shape = shape
+        self.num_train = num_train
+        self.num_test = num_test
+        self.eval_batch_size = eval_batch_size
+        self.name = f"mqar-T{setting.seq_len}-kv{setting.num_kv_pairs}-V{setting.vocab_size}"
+        self.metric = Metric("accuracy", higher_is_better=True)
+
+    def make_data(self, seed: int) -> MQARData:
+        return MQARData(
+            train=generate_mqar(self.setting, self.num_train, seed, "train"),
+            test=generate_mqar(self.setting, self.num_test, seed, "test"),
+        )
+
+    def build_model(self, mixer: MixerSpec, shape: ModelShape) -> nn.Module:
+        config = linarch_config(mixer, shape, self.setting.vocab_size)
+        return LinarchForCausalLM(config, layer_cls=mixer.layer_cls)
+
+    def batches(self, data: MQARData, batch_size: int, generator: torch.Generator):
+        return _epochs(data.train, batch_size, generator)
+
+    def loss(self, model, batch):
+        return _labelled_loss(model, batch)
+
+    def evaluate(self, model, data: MQARData, device) -> dict[str, float]:
+        preds, golds, loss = _labelled_eval(model, data.test, device, self.eval_batch_size)
+        return {"accuracy": query_accuracy(preds, golds), "loss": loss}
+
+
+@dataclass(frozen=True)
+class MADData:
+    train: TokenSplit
+    test: TokenSplit
+
+
+class MADProblem(Problem):
+    """One MAD task; compression trains the autoencoder backbone."""
+
+    def __init__(self, setting: MADSetting, shape: ModelShape, eval_batch_size: int = 128) -> None:
+        self.setting = setting
+        self.shape = shape
+        self.eval_batch_size = eval_batch_size
+        self.name = f"mad-{setting.task.value}"
+        self.metric = Metric("accuracy", higher_is_better=True)
+
+    def make_data(self, seed: int) -> MADData:
+        s = self.setting
+        return MADData(
+            train=generate_mad(s, s.num_train_examples, seed, training=True),
+            test=generate_mad(s, s.num_test_examples, seed, training=False),
+        )
+
+    def build_model(self, mixer: MixerSpec, shape: ModelShape) -> nn.Module:
+        config = linarch_config(mixer, shape, self.setting.vocab_size)
+        if self.setting.autoencoder:
+            return MixerAutoEncoder(config, layer_cls=mixer.layer_cls)
+        return LinarchForCausalLM(config, layer_cls=mixer.layer_cls)
+
+    def batches(self, data: MADData, batch_size: int, generator: torch.Generator):
+        return _epochs(data.train, batch_size, generator)
+
+    def loss(self, model, batch):
+        if isinstance(model, MixerAutoEncoder):
+            logits, aux = model(batch.inputs)
+            return F.cross_entropy(logits.flatten(0, 1).float(), batch.labels.flatten(),
+                                   ignore_index=IGNORE), aux
+        return _labelled_loss(model, batch)
+
+    @torch.no_grad()
+    def evaluate(self, model, data: MADData, device) -> dict[str, float]:
+        v = self.setting.vocab_size
+        if not isinstance(model, MixerAutoEncoder):
+            preds, golds, loss = _labelled_eval(model, data.test, device, self.eval_batch_size)
+            return {"accuracy": macro_accuracy(preds, golds, v), "loss": loss}
+        preds, golds, nll, count = [], [], 0.0, 0
+        for start in range(0, len(data.test), self.eval_batch_size):
+            inputs = data.test.inputs[start: start + self.eval_batch_size].to(device)
+            labels = data.test.labels[start: start + self.eval_batch_size].to(device)
+            with autocast(device):
+                logits, _ = model(inputs)
+            logits = logits.float()
+            nll += float(F.cross_entropy(logits.flatten(0, 1), labels.flatten(),
+                                         ignore_index=IGNORE, reduction="sum"))
+            count += int((labels != IGNORE).sum())
+            preds.append(logits.argmax(-1).cpu())
+            golds.append(labels.cpu())
+        accuracy = macro_accuracy(torch.cat(preds), torch.cat(golds), v)
+        return {"accuracy": accuracy, "loss": nll / max(count, 1)}
+
+
+class LMProblem(Problem):
+    """Next-token prediction on text; reports validation loss (nats/token) and bits per byte."""
+
+    def __init__(self, text: TextSource, shape: ModelShape, seq_len: int,
+                 val_windows: int = 64, eval_batch_size: int = 16) -> None:
+        self.text = text
+        self.shape = shape
+        self.seq_len = seq_len
+        self.val_windows = val_windows
+        self.eval_batch_size = eval_batch_size
+        self.name = f"lm-{text.source}-{text.tokenizer}"
+        self.metric = Metric("val_loss", higher_is_better=False)
+
+    def make_data(self, seed: int) -> TokenCorpus:
+        return cached_corpus(self.text)
+
+    def build_model(self, mixer: MixerSpec, shape: ModelShape) -> nn.Module:
+        corpus = cached_corpus(self.text)
+        config = linarch_config(mixer, shape, corpus.vocab_size)
+        config.eos_token_id = corpus.eos_id
+        config.bos_token_id = corpus.eos_id
+        return LinarchForCausalLM(config, layer_cls=mixer.layer_cls)
+
+    def batches(self, data: TokenCorpus, batch_size: int, generator: torch.Generator):
+        while True:
+            windows = random_windows(data.train, self.seq_len + 1, batch_size, generator)
+            yield TokenSplit(windows[:, :-1], windows[:, 1:])
+
+    def loss(self, model, batch):
+        return _labelled_loss(model, batch)
+
+    def save_artifacts(self, directory: Path) -> None:
+        load_tokenizer(self.text.tokenizer).save_pretrained(directory)
+
+    @torch.no_grad()
+    def evaluate(self, model, data: TokenCorpus, device) -> dict[str, float]:
+        windows = tiled_windows(data.val, self.seq_len + 1, self.val_windows)
+        nll, count, nbytes = 0.0, 0, 0
+        for start in range(0, windows.shape[0], self.eval_batch_size):
+            chunk = windows[start: start + self.eval_batch_size].to(device)
+            inputs, targets = chunk[:, :-1], chunk[:, 1:]
+            with autocast(device):
+                hidden = model.model(input_ids=inputs).last_hidden_state
+            logits = model.lm_head(hidden).float()
+            nll += float(F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum"))
+            count += targets.numel()
+            nbytes += int(data.token_bytes.to(device)[targets].sum())
+        loss = nll / count
+        return {
+            "val_loss": loss,
+            "bits_per_byte": nll / (math.log(2) * max(nbytes, 1)),
+            "perplexity": math.exp(min(loss, 50.0)),
+        }
+
+
+@lru_cache(maxsize=4)
+def cached_corpus(text: TextSource) -> TokenCorpus:
+    """Tokenised text, shared by every seed and mixer of a process."""
+    return load_corpus(text)
+
+
+def _epochs(split: TokenSplit, batch_size: int, generator: torch.Generator):
+    """Minibatches of a fixed training set: each example once per epoch, then reshuffle."""
+    order = torch.empty(0, dtype=torch.long)
+    while True:
+        while order.numel() < batch_size:
+            order = torch.cat([order, torch.randperm(len(split), generator=generator)])
+        index, order = order[:batch_size], order[batch_size:]
+        yield split.batch(index)

@@ -1,0 +1,165 @@
+"""Run evaluation jobs in parallel, each sandboxed: a local process pool, or Ray (ray_executor).
+
+Both executors share one small interface, so the loop does not care where a job runs:
+
+    ex.submit(job_id, fn, *args)     # queued; starts when a worker is free
+    ex.wait(timeout) -> [JobResult]  # the jobs that finished meanwhile
+    ex.free_slots, ex.pending        # for the loop's scheduling
+    ex.shutdown()                    # kills whatever still runs
+
+The local pool starts one spawned process per job (sandbox.py): a fresh interpreter per
+candidate, killed with its whole process tree on timeout or when its memory passes the
+limit, and never shared with the next candidate.
+"""
+
+from __future__ import annotations
+
+import multiprocessing.connection
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from linarch.search.config import ExecutorConfig
+from linarch.search.sandbox import DEFAULT_LIMITS, JobResult, Limits, Outcome, SandboxedJob
+
+__all__ = ["Executor", "JobResult", "Limits", "LocalExecutor", "Outcome", "make_executor"]
+
+
+class Executor(Protocol):
+    def submit(
+        self, job_id: str, fn: Callable[..., Any], *args: Any, limits: Limits | None = None
+    ) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> list[JobResult]: ...
+
+    @property
+    def free_slots(self) -> int: ...
+
+    @property
+    def pending(self) -> int: ...
+
+    def shutdown(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Queued:
+    job_id: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    limits: Limits
+
+
+class LocalExecutor:
+    """Up to `workers` sandboxed jobs at once on this machine."""
+
+    def __init__(
+        self, workers: int = 2, limits: Limits = DEFAULT_LIMITS, log_dir: Path | None = None
+    ):
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.workers = workers
+        self.limits = limits
+        self.log_dir = log_dir
+        self._queue: deque[_Queued] = deque()
+        self._running: dict[str, SandboxedJob] = {}
+        self._done: list[JobResult] = []
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.workers - len(self._running) - len(self._queue))
+
+    @property
+    def pending(self) -> int:
+        return len(self._running) + len(self._queue)
+
+    def running_pids(self) -> dict[str, int]:
+        return {jid: job.pid for jid, job in self._running.items() if job.pid is not None}
+
+    def submit(
+        self, job_id: str, fn: Callable[..., Any], *args: Any, limits: Limits | None = None
+    ) -> None:
+        if job_id in self._running or any(q.job_id == job_id for q in self._queue):
+            raise ValueError(f"job {job_id!r} is already submitted")
+        self._queue.append(_Queued(job_id, fn, args, limits or self.limits))
+        self._fill()
+
+    def wait(self, timeout: float | None = None) -> list[JobResult]:
+        """Return finished jobs; block up to `timeout` seconds (None: until one finishes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._reap()
+            if self._done or not self._running:
+                done, self._done = self._done, []
+                return done
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return []
+            poll = min(job.limits.poll_s for job in self._running.values())
+            step = poll if remaining is None else min(poll, remaining)
+            waitables = [job.sentinel for job in self._running.values()]
+            waitables += [job.connection for job in self._running.values()]
+            multiprocessing.connection.wait(waitables, timeout=step)
+
+    def run_all(self, jobs: Iterable[tuple[str, Callable[..., Any], tuple[Any, ...]]]):
+        """Submit all jobs and wait for every result (in completion order)."""
+        for job_id, fn, args in jobs:
+            self.submit(job_id, fn, *args)
+        results: list[JobResult] = []
+        while self.pending:
+            results.extend(self.wait())
+        return results
+
+    def shutdown(self) -> None:
+        """Kill running jobs (their results are dropped) and forget queued ones."""
+        self._queue.clear()
+        for job in list(self._running.values()):
+            job.kill(Outcome.ERROR, "executor shut down")
+        self._running.clear()
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def _reap(self) -> None:
+        for job_id, job in list(self._running.items()):
+            result = job.poll()
+            if result is not None:
+                del self._running[job_id]
+                self._done.append(result)
+        self._fill()
+
+    def _fill(self) -> None:
+        while self._queue and len(self._running) < self.workers:
+            q = self._queue.popleft()
+            job = SandboxedJob(q.job_id, q.fn, q.args, None, q.limits, self.log_dir)
+            self._running[q.job_id] = job.start()
+
+
+def limits_from_config(config: ExecutorConfig) -> Limits:
+    return Limits(
+        time_s=config.time_limit_s,
+        memory_mb=config.memory_limit_mb,
+        memory_mode=config.memory_mode,
+    )
+
+
+def make_executor(config: ExecutorConfig, log_dir: Path | None = None) -> Executor:
+    """The executor a config asks for: `kind = "local"` or `kind = "ray"` (with `address`)."""
+    limits = limits_from_config(config)
+    if config.kind == "local":
+        return LocalExecutor(config.workers, limits, log_dir)
+    if config.kind == "ray":
+        from linarch.search.ray_executor import RayExecutor
+
+        return RayExecutor(
+            workers=config.workers,
+            limits=limits,
+            address=config.address or None,
+            auth_mode=config.ray_auth_mode or None,
+        )
+    raise ValueError(f"unknown executor kind {config.kind!r}")

@@ -1,0 +1,96 @@
+"""`linarch train` end to end on the tiny presets: report, run directory, store, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from statistics import fmean
+
+import mixers_for_tests as mt
+import pytest
+from linarch.evaluation.cli import train_main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture()
+def lin_files(tmp_path):
+    paths = {}
+    for name in mt.MIXERS:
+        path = tmp_path / f"{name}.lin"
+        path.write_text(mt.source_of(name))
+        paths[name] = str(path)
+    with mt.install():
+        yield paths
+
+
+def test_mqar_comparison_writes_everything_and_reproduces(tmp_path, lin_files, capsys):
+    args = [lin_files["softmax_attention"], "--baseline", lin_files["linear_attention"],
+            "--task", "mqar", "--preset", "tiny", "--seeds", "2", "--store",
+            str(tmp_path / "store.db"), "--no-progress"]
+    assert train_main([*args, "--out", str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr().out
+    for needle in ("seed", "candidate", "baseline", "mean difference", "95% CI", "FLOPs/token",
+                   "state", "tokens/s", "non-embedding", "params matched"):
+        assert needle in printed, needle
+    assert any(v in printed for v in ("BETTER", "WORSE", "INDISTINGUISHABLE"))
+
+    run = tmp_path / "a"
+    for name in ("config.json", "candidate.lin", "baseline.lin", "compiled/candidate.py",
+                 "compiled/baseline.py", "seeds.json", "environment.json", "metrics.json",
+                 "report.txt"):
+        assert (run / name).is_file(), name
+    assert (run / "candidate.lin").read_text() == mt.source_of("softmax_attention")
+    pngs = sorted((run / "curves").glob("*.png"))
+    assert len(pngs) >= 2 and all(p.read_bytes()[:8] == PNG for p in pngs)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["seeds"] == [0, 1] and len(metrics["runs"]) == 4
+    assert metrics["comparison"]["pairs"] == 2
+    env = json.loads((run / "environment.json").read_text())
+    assert "torch" in env["packages"] and env["device"] == "cpu"
+
+    with sqlite3.connect(tmp_path / "store.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs WHERE experiment_id = 1").fetchone()[0] == 4
+        verdict, diff = conn.execute("SELECT verdict, mean_difference FROM experiments").fetchone()
+    assert verdict == metrics["comparison"]["verdict"]
+    assert diff == pytest.approx(metrics["comparison"]["mean_difference"])
+
+    # same seeds, same machine: the same numbers, exactly
+    assert train_main([*args, "--out", str(tmp_path / "b")]) == 0
+    again = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert again["scores"] == metrics["scores"]
+
+
+def test_mad_score_is_the_mean_over_the_six_tasks(tmp_path, lin_files):
+    out = tmp_path / "mad"
+    code = train_main([lin_files["linear_attention"], "--no-baseline", "--task", "mad",
+                       "--preset", "tiny", "--seeds", "1", "--out", str(out), "--no-progress"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    runs = metrics["runs"]
+    assert len(runs) == 6 and len({r["problem"] for r in runs}) == 6
+    score = metrics["scores"][0]["value"]
+    assert score == pytest.approx(fmean(r["metrics"]["accuracy"] for r in runs))
+    assert metrics["comparison"] is None
+
+
+def test_lm_run_saves_checkpoints_with_their_tokenizer(tmp_path, lin_files):
+    out = tmp_path / "lm"
+    code = train_main([lin_files["linear_attention"], "--no-baseline", "--task", "lm",
+                       "--preset", "tiny", "--seeds", "1", "--out", str(out), "--checkpoints",
+                       "--steps", "4", "--no-progress"])
+    assert code == 0
+    ckpt = out / "checkpoints" / "candidate" / "seed0" / "lm-stdlib-byte"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "trainer_state.json"):
+        assert (ckpt / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["metric"] == "val_loss" and not metrics["higher_is_better"]
+    assert metrics["runs"][0]["steps"] == 4 and "bits_per_byte" in metrics["runs"][0]["metrics"]
+
+
+def test_a_mixer_that_does_not_load_is_reported(tmp_path, lin_files, capsys):
+    bad = tmp_path / "bad.lin"
+    bad.write_text("not a mixer\n")
+    assert train_main([str(bad), "--no-baseline", "--preset", "tiny"]) == 1
+    assert "error" in capsys.readouterr().err
+    assert train_main([lin_files["linear_attention"], "--seeds", "0"]) == 2

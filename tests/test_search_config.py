@@ -1,0 +1,208 @@
+"""The TOML configuration, the run directory, the wiring, and the loop on the real compiler."""
+
+from __future__ import annotations
+
+import pytest
+from linarch.search import config as config_module
+from linarch.search.config import ConfigError, loads_config
+from linarch.search.jsonl import read_jsonl
+from linarch.search.ledger import Price
+from linarch.search.loop import Components, SearchLoop
+from linarch.search.records import EvalJob, EvalResult
+from linarch.search.rundir import RunDir, RunDirError
+from linarch.search.session import create_run, example_path, language_reference, seed_programs
+from search_fakes import InlineExecutor
+from test_search_loop import ScriptedProposer, check_journal, config_text
+
+import linarch
+
+
+def test_the_documented_example_config_parses():
+    text = config_module.__doc__.split("Example:\n", 1)[1]
+    config = loads_config(text)
+    assert config.run.max_candidates == 40 and config.run.seeds == (0, 1, 2)
+    assert config.llm.model_for("analyzer") == "gpt-4o"
+    assert config.llm.model_for("researcher") == "gpt-4o-mini"
+    assert config.llm.prices["gpt-4o-mini"] == Price(0.00015, 0.0006)
+    assert [(s.stage, s.min_score) for s in config.cascade] == [("smoke", -0.2), ("mqar", None)]
+    assert config.executor.memory_limit_mb == 6000 and config.islands.selection == "ucb"
+
+
+def test_defaults():
+    config = loads_config("")
+    assert config.executor.kind == "local" and config.llm.budget_usd is None
+    assert config.run.seed_programs == ("example:deltanet",)
+    assert [s.stage for s in config.cascade] == ["full"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[run]\nmax_candidate = 3", "unknown key"),
+        ("[runs]\nx = 1", "unknown key"),
+        ("[llm]\nbudget_usd = 1.0", "no \\[llm.prices.MODEL\\]"),
+        ("[islands]\nselection = 'random'", "selection"),
+        ("[executor]\nkind = 'slurm'", "executor.kind"),
+        ("[[cascade]]\nstage = 'a'\n[[cascade]]\nstage = 'a'", "duplicate cascade"),
+        ("[llm.prices.m]\ninput = 1.0", "unknown key"),
+        ("run = 3", "must be a table"),
+    ],
+)
+def test_bad_configs_are_refused(text, message):
+    with pytest.raises(ConfigError, match=message):
+        loads_config(text)
+
+
+def test_model_for_without_default():
+    config = loads_config("[llm.models]\nresearcher = 'a'")
+    assert config.llm.model_for("researcher") == "a"
+    with pytest.raises(ConfigError, match="analyzer"):
+        config.llm.model_for("analyzer")
+
+
+def test_run_directory_lifecycle(tmp_path):
+    run = RunDir.create(tmp_path / "r", "[run]\nmax_candidates = 1\n")
+    assert run.config().run.max_candidates == 1 and run.programs.is_dir()
+    with pytest.raises(RunDirError, match="already holds a run"):
+        RunDir.create(tmp_path / "r", "")
+    with pytest.raises(RunDirError, match="not a run directory"):
+        RunDir.open(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError):
+        RunDir.create(tmp_path / "bad", "[nope]\n")
+    with run.lock(), pytest.raises(RunDirError, match="in use"), RunDir.open(run.path).lock():
+        pass
+    with run.lock():  # released after use
+        pass
+    assert run.store_path(run.config()) == run.path / "store.sqlite"
+    shared = loads_config("[run]\nstore = '../shared.sqlite'")
+    assert run.store_path(shared) == (tmp_path / "shared.sqlite").resolve()
+
+
+def test_create_run_copies_seed_programs(tmp_path):
+    (tmp_path / "mine.lin").write_text("mixer Mine\n")
+    (tmp_path / "search.toml").write_text(
+        '[run]\nseed_programs = ["example:deltanet", "mine.lin"]\n')
+    run = create_run(tmp_path / "search.toml", tmp_path / "run")
+    seeds = seed_programs(run)
+    assert [s.name for s in seeds] == ["deltanet", "mine"]
+    assert seeds[0].source == example_path("deltanet").read_text()
+    (tmp_path / "missing.toml").write_text('[run]\nseed_programs = ["nowhere.lin"]\n')
+    with pytest.raises(ConfigError, match="nowhere.lin"):
+        create_run(tmp_path / "missing.toml", tmp_path / "run2")
+
+
+def test_default_language_reference_is_compilable_examples(tmp_path):
+    run = RunDir.create(tmp_path / "r", "")
+    text = language_reference(run.config(), run)
+    programs = [block.split("```", 1)[0] for block in text.split("```lin\n")[1:]]
+    assert len(programs) >= 2
+    for program in programs:
+        assert [d for d in linarch.check(program) if d.severity == "error"] == []
+    (tmp_path / "ref.md").write_text("THE REFERENCE")
+    custom = loads_config(f"[llm]\nlanguage_reference = '{tmp_path / 'ref.md'}'")
+    assert language_reference(custom, run) == "THE REFERENCE"
+
+
+def evaluate_by_cost(job: EvalJob) -> EvalResult:
+    """A synthetic score from the real compiler's numbers: less state and FLOPs is better."""
+    a = linarch.analyze(job.source)
+    score = -1e-9 * a.flops_per_token - 1e-8 * a.state_bytes
+    return EvalResult(score, score - 1e-3, score + 1e-3, "tie", {"flops": a.flops_per_token})
+
+
+def test_loop_on_the_real_compiler(tmp_path):
+    """check, analyze, structural hash and WL features from linarch itself."""
+    delta = example_path("deltanet").read_text()
+    renamed = delta.replace("beta", "rate")  # same computation: rejected by hash
+    leaky = delta.replace("o = S @ q", "o = S @ q + mean(v, over = time)")
+    sources = [example_path(n).read_text() for n in ("gated_deltanet", "gla", "kda")]
+    proposer = ScriptedProposer([renamed, leaky, *sources])
+    text = config_text(max_candidates=5).replace('min_score = 0.0', 'min_score = -1.0')
+    run = RunDir.create(tmp_path / "run", text)
+    comps = Components(proposer, linarch.check, linarch.analyze, evaluate_by_cost)
+    from linarch.search.loop import SeedProgram
+
+    loop = SearchLoop(run.config(), run, comps, InlineExecutor(2),
+                      seed_programs=[SeedProgram("deltanet", delta)])
+    summary = loop.run()
+    events = read_jsonl(run.journal)
+    check_journal(events)
+    rejected = {e["id"]: e for e in events if e["event"] == "rejected"}
+    assert rejected["c0001"]["reason"] == "duplicate" and rejected["c0001"]["nearest"] == "s000"
+    assert rejected["c0002"]["reason"] == "invalid"
+    assert rejected["c0002"]["diagnostics"][0]["code"].startswith("LA")
+    assert summary.evaluated == 4
+    archive = loop.state.archive
+    names = {c.profile.name for c in archive.candidates.values()}
+    assert names == {"DeltaNet", "GatedDeltaNet", "GatedLinearAttention", "KimiDeltaAttention"}
+    cells = {c.profile.descriptor.cell for c in archive.candidates.values()}
+    assert len(cells) == 4  # four mechanisms, four cells
+    gla = next(c for c in archive.candidates.values() if c.profile.name.startswith("GatedLin"))
+    assert gla.profile.descriptor.transition == "diagonal decay"
+
+
+def test_public_api():
+    import subprocess
+    import sys
+
+    import linarch.search as search
+
+    assert search.__all__ == sorted(search.__all__)
+    for name in search.__all__:
+        assert getattr(search, name) is not None, name
+    with pytest.raises(AttributeError):
+        search.no_such_name  # noqa: B018
+    # evaluation workers import the package: that must not pull in openai or ray
+    code = ("import sys, linarch.search.sandbox, linarch.search.records, "
+            "linarch.search.proposer; print('openai' in sys.modules or 'ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_plain_progress_prints_events_and_changed_status():
+    import io
+
+    from linarch.search.progress import NullProgress, PlainProgress, Status, make_progress
+
+    stream = io.StringIO()
+    progress = PlainProgress(stream)
+    progress.event("c0001", "evaluated: score +0.0100")
+    status = Status(proposals=1, max_candidates=4, evaluated=1, in_flight=0,
+                    rejections={"duplicate": 2}, outcomes={"ok": 1, "oom": 1},
+                    best_id="c0001", best_score=0.01, spent_usd=0.5, budget_usd=2.0)
+    progress.status(status)
+    progress.status(status)  # unchanged: printed once
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].endswith("c0001: evaluated: score +0.0100")
+    assert "best c0001 +0.0100" in lines[1] and "$0.5000/2.00" in lines[1]
+    assert "rejected: duplicate 2" in lines[1] and "failed: oom 1" in lines[1]
+    assert isinstance(make_progress("none"), NullProgress)
+    assert isinstance(make_progress("plain"), PlainProgress)
+
+
+def test_eval_result_from_the_evaluation_paired_comparison():
+    from linarch.evaluation.stats import paired_comparison
+
+    loss = paired_comparison("loss", False, [2.0, 2.1, 1.9], [2.2, 2.25, 2.1])
+    r = EvalResult.from_comparison(loss, seeds=(0, 1, 2))
+    assert r.score == pytest.approx(-loss.mean_difference) and r.score > 0
+    assert (r.ci_low, r.ci_high) == pytest.approx((-loss.ci_high, -loss.ci_low))
+    assert r.verdict == "better" and r.seeds == (0, 1, 2) and r.metrics == {"loss": r.score}
+    acc = paired_comparison("acc", True, [0.5, 0.6], [0.55, 0.58])
+    r = EvalResult.from_comparison(acc, metrics={"acc": 0.55})
+    assert r.score == pytest.approx(acc.mean_difference) and r.verdict == "indistinguishable"
+    assert EvalResult.from_dict(r.to_dict()) == r
+
+
+def test_command_line_overrides_and_errors(tmp_path, capsys):
+    from linarch.search import cli
+    from linarch.search.session import override_executor
+
+    base = loads_config("[executor]\nworkers = 4\n").executor
+    ray = override_executor(base, kind="ray", address="127.0.0.1:6379", workers=None)
+    assert (ray.kind, ray.address, ray.workers) == ("ray", "127.0.0.1:6379", 4)
+    assert cli.main(["run", "--resume", str(tmp_path / "nothing")]) == 1
+    assert "not a run directory" in capsys.readouterr().err
+    assert cli.main(["run"]) == 2
+    (tmp_path / "c.toml").write_text("[run]\nmax_candidates = 1\n")
+    assert cli.main(["run", str(tmp_path / "c.toml")]) == 2  # a new run needs --run-dir
