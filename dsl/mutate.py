@@ -43,6 +43,7 @@ class MutationError(ValueError):
 
 @lru_cache(maxsize=64)
 def parse_program(text: str) -> ast.Program:
+    """The syntax tree of a program (cached: the search mutates the same parents many times)."""
     source = Source(text)
     report = Reporter(source)
     program = parse(source, report)
@@ -65,6 +66,7 @@ class Fingerprint:
 
 
 def fingerprint(text: str) -> Fingerprint:
+    """Whether a program checks clean, its structural hash and its hyper-parameter defaults."""
     result = analysis(text)
     module = result.module
     defaults = tuple((n.name, repr(n.attr("default"))) for _, n in module.hparams()) \
@@ -90,7 +92,11 @@ def _accept(text: str, before: Sequence[Fingerprint]) -> bool:
 def mutate(source: str, seed: int, *, max_tries: int = 30,
            operators: Sequence[str] | None = None) -> Mutation:
     """One random typed mutation of a program that checks clean and changes the architecture
-    (or a hyper-parameter default); deterministic in ``seed``."""
+    (or a hyper-parameter default); deterministic in ``seed``. ``operators`` restricts the
+    choice to some names of ``OPERATORS`` (an ablation of the move set)."""
+    unknown = set(operators or ()) - set(OPERATORS)
+    if unknown:
+        raise ValueError(f"unknown mutation operators: {', '.join(sorted(unknown))}")
     program = parse_program(source)
     view = View(program)
     before = [fingerprint(source)]

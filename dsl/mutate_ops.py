@@ -80,6 +80,7 @@ def _has_decay(u: Update) -> bool:
 
 
 def add_scalar_gate(view: View, rng: random.Random) -> Edit | None:
+    """A data-dependent per-head decay exp(g) * S on a state that has no decay."""
     sites = [u for s in view.updates if (u := view.decompose(view.updates[s][0])) is not None
              and not _has_decay(u) and view.dims(s) is not None]
     if not sites or "hidden_size" not in view.hparams:
@@ -107,6 +108,7 @@ def _gate_sites(view: View) -> list[tuple[Update, str, int, object]]:
 
 
 def switch_gate_form(view: View, rng: random.Random) -> Edit | None:
+    """A decay rewritten between logsigmoid(.) / 16 and the Mamba form, with new weights."""
     sites = _gate_sites(view)
     if not sites or "hidden_size" not in view.hparams:
         return None
@@ -134,6 +136,7 @@ def switch_gate_form(view: View, rng: random.Random) -> Edit | None:
 
 
 def scalar_to_channel_gate(view: View, rng: random.Random) -> Edit | None:
+    """A per-head decay exp(g) * S made per key channel: S @ diag(exp(gk))."""
     sites = [s for s in _gate_sites(view) if s[1] == "scalar"]
     if not sites or "hidden_size" not in view.hparams:
         return None
@@ -152,6 +155,7 @@ def scalar_to_channel_gate(view: View, rng: random.Random) -> Edit | None:
 
 
 def channel_to_scalar_gate(view: View, rng: random.Random) -> Edit | None:
+    """A per-key-channel decay S @ diag(exp(gk)) made per head: exp(g) * S."""
     sites = [s for s in _gate_sites(view) if s[1] == "channel"]
     if not sites or "hidden_size" not in view.hparams:
         return None
@@ -173,6 +177,7 @@ def channel_to_scalar_gate(view: View, rng: random.Random) -> Edit | None:
 
 
 def add_delta_rule(view: View, rng: random.Random) -> Edit | None:
+    """The delta rule on a decay-only state: erase along its (now unit) key before writing."""
     sites = []
     for state, indices in view.updates.items():
         u = view.decompose(indices[0])
@@ -204,6 +209,7 @@ def add_delta_rule(view: View, rng: random.Random) -> Edit | None:
 
 
 def remove_delta_rule(view: View, rng: random.Random) -> Edit | None:
+    """One delta-rule factor I - beta * outer(k, k) dropped, with its rate on the write."""
     sites = [(u, k) for u in view.all_updates() for k, f in enumerate(u.factors) if is_delta(f)]
     if not sites:
         return None
@@ -237,6 +243,7 @@ def _rate_site(view: View, name: str, depth: int = 3) -> str | None:
 
 
 def toggle_negative_eigenvalues(view: View, rng: random.Random) -> Edit | None:
+    """A delta-rule rate switched between sigmoid (in [0, 1]) and 2 * sigmoid."""
     sites = []
     for u in view.all_updates():
         for f in u.factors:
@@ -324,6 +331,7 @@ def _value_path(view: View, readout: str):
 
 
 def add_fir_paths(view: View, rng: random.Random) -> Edit | None:
+    """ASI-Arch paths: stack(o, fir(v), v) mixed by floored sigmoid gates around the readout."""
     if any(is_call(n, "stack", "mix") for s in view.stmts for e in stmt_exprs(s)
            for n in walk(e)) or "hidden_size" not in view.hparams:
         return None
@@ -359,6 +367,7 @@ def add_fir_paths(view: View, rng: random.Random) -> Edit | None:
 
 
 def add_path(view: View, rng: random.Random) -> Edit | None:
+    """One more FIR path in an existing stack; the router grows to match."""
     sites = []
     for paths, stack, weights in _stacks(view):
         readers = {b for _, b, _, _ in view.readouts()}
@@ -385,6 +394,7 @@ def add_path(view: View, rng: random.Random) -> Edit | None:
 
 
 def remove_path(view: View, rng: random.Random) -> Edit | None:
+    """One path (not the memory readout) taken out of a stack; the router shrinks to match."""
     readers = {b for _, b, _, _ in view.readouts()} | set(view.states)
     sites = [(paths, stack, w, k) for paths, stack, w in _stacks(view) if len(stack.args) >= 3
              for k, a in enumerate(stack.args) if not readers & set(refs(a))]
@@ -401,6 +411,7 @@ def remove_path(view: View, rng: random.Random) -> Edit | None:
 
 
 def swap_router(view: View, rng: random.Random) -> Edit | None:
+    """Path weights switched between a softmax and independent sigmoids, floors kept."""
     sites = []
     for paths, stack, weights in _stacks(view):
         inputs = _reach(view, [r for a in stack.args for r in refs(a)])
@@ -449,6 +460,7 @@ CONV_WIDTHS = (2, 3, 4, 5, 7, 8, 15, 31, 63)
 
 
 def change_conv_width(view: View, rng: random.Random) -> Edit | None:
+    """A causal convolution (or the hyper-parameter behind its width) made wider or narrower."""
     knobs: list[tuple[str, int | None, int, str]] = []  # (hparam or "", line, width, decls)
     for i, s in enumerate(view.stmts):
         if not (isinstance(s, ast.ParamDecl) and s.ctor.func == "causal_conv"):
@@ -512,6 +524,7 @@ def _feature_site(value) -> tuple[ast.Call | None, object, Callable]:
 
 
 def swap_feature_activation(view: View, rng: random.Random) -> Edit | None:
+    """The activation of a query or key swapped among silu, relu, elu and none."""
     names = _features(view)
     if not names:
         return None
@@ -527,6 +540,7 @@ def swap_feature_activation(view: View, rng: random.Random) -> Edit | None:
 
 
 def toggle_key_l2norm(view: View, rng: random.Random) -> Edit | None:
+    """l2norm added to or dropped from a query or key that no transition factor uses."""
     erased = {r for u in view.all_updates() for f in u.factors for r in refs(f)}
     names = [n for n in _features(view) if n not in erased]
     if not names:
@@ -542,6 +556,7 @@ def toggle_key_l2norm(view: View, rng: random.Random) -> Edit | None:
 
 
 def swap_output_norm(view: View, rng: random.Random) -> Edit | None:
+    """rmsnorm <-> layernorm for a norm parameter."""
     sites = [i for i, s in enumerate(view.stmts) if isinstance(s, ast.ParamDecl)
              and s.ctor.func in ("rmsnorm", "layernorm")]
     if not sites:
@@ -576,6 +591,7 @@ def _output_gates(view: View) -> list[tuple[int, str | None, ast.Call]]:
 
 
 def swap_output_gate(view: View, rng: random.Random) -> Edit | None:
+    """The activation of the output gate swapped between silu and sigmoid."""
     sites = _output_gates(view)
     if not sites:
         return None
@@ -588,6 +604,7 @@ def swap_output_gate(view: View, rng: random.Random) -> Edit | None:
 
 
 def add_output_gate(view: View, rng: random.Random) -> Edit | None:
+    """An output gate act(g_proj(x)) on the normalised readout where there is none."""
     if _output_gates(view) or "hidden_size" not in view.hparams:
         return None
     mixed = {n for n, i in view.assigns.items() if is_call(view.stmts[i].value, "mix")}

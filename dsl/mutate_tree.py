@@ -355,17 +355,20 @@ class Draft:
         return f"{name}.1({name}.0(x))"
 
     def hparam(self, base: str, value: int | float) -> str:
+        """Append a new hyper-parameter (a constructor keyword) to the header."""
         name = self.fresh(base)
         self.hparams.append(ast.HParam(name, ast.Num(value, repr(value))))
         return name
 
     def build(self, description: str) -> Edit | None:
+        """The edited program; None if it needs new parameters but has no params section."""
         view = self.view
         last_param = max(view.params.values(), default=None)
+        after = dict(self.after)
         if self.params:
             if last_param is None:
                 return None
-            self.after.setdefault(last_param, [])[:0] = self.params
+            after[last_param] = [*self.params, *after.get(last_param, ())]
         lines: list[ast.Line] = []
         for i, line in enumerate(view.program.lines):
             lines.extend(ast.Line(s) for s in self.before.get(i, ()))
@@ -375,7 +378,7 @@ class Draft:
             if stmt is not line.stmt:
                 line = replace(line, stmt=stmt, comment_after=None)
             lines.append(line)
-            extra = self.after.get(i, ())
+            extra = after.get(i, ())
             blank = i != last_param  # a new block after a statement; params join their list
             lines.extend(ast.Line(s, blank_before=blank and k == 0) for k, s in enumerate(extra))
         header = lines[0].stmt if lines and isinstance(lines[0].stmt, ast.Header) else None

@@ -112,6 +112,9 @@ def validate_spec(spec: KernelSpec) -> None:
     if spec.gate is GateFn.MAMBA and spec.transition is Transition.DIAGONAL_DECAY:
         raise SpecError("gate=mamba is a per-head gate; diagonal_decay supports log and "
                         "logsigmoid_scaled")
+    if spec.l2norm_qk and spec.transition is Transition.DIAGONAL_DECAY:
+        raise SpecError("l2norm_qk is not supported with diagonal_decay (its backward splits the "
+                        "key dimension across programs, so no program sees a whole row)")
     if spec.rate is not RateFn.RAW and not spec.transition.is_delta:
         raise SpecError(f"rate={spec.rate.value} only applies to delta transitions, "
                         f"not {spec.transition.value}")

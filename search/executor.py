@@ -17,7 +17,7 @@ from __future__ import annotations
 import multiprocessing.connection
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -102,15 +102,6 @@ class LocalExecutor:
             waitables = [job.sentinel for job in self._running.values()]
             waitables += [job.connection for job in self._running.values()]
             multiprocessing.connection.wait(waitables, timeout=step)
-
-    def run_all(self, jobs: Iterable[tuple[str, Callable[..., Any], tuple[Any, ...]]]):
-        """Submit all jobs and wait for every result (in completion order)."""
-        for job_id, fn, args in jobs:
-            self.submit(job_id, fn, *args)
-        results: list[JobResult] = []
-        while self.pending:
-            results.extend(self.wait())
-        return results
 
     def shutdown(self) -> None:
         """Kill running jobs (their results are dropped) and forget queued ones."""

@@ -228,8 +228,9 @@ def _api_key(env_name: str) -> str:
     key = os.environ.get(env_name)
     if not key:
         raise LLMError(
-            f"environment variable {env_name} (llm.api_key_env) is not set; set it, or set "
-            "api_key_env = \"\" for an endpoint that needs no key"
+            f"environment variable {env_name} (llm.api_key_env) is not set; set it, set "
+            "api_key_env = \"\" for an endpoint that needs no key, or run without an LLM "
+            "(an offline proposer and memory.analyze = false)"
         )
     return key
 

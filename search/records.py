@@ -223,6 +223,3 @@ class Candidate:
             "analysis": self.analysis,
         }
 
-
-def best_of(candidates: Sequence[Candidate]) -> Candidate | None:
-    return max(candidates, key=lambda c: c.rank_key, default=None)

@@ -178,8 +178,8 @@ class SandboxedJob:
             self._job_start = time.monotonic()
             return self.poll()
         assert self._process is not None
-        self._process.join(timeout=10)
-        if self._process.is_alive():
+        self._process.join(timeout=5)
+        if self._process.is_alive():  # answered, but a thread it started keeps it alive
             kill_tree(self._process.pid)
             self._process.join(timeout=10)
         if kind == "ok":

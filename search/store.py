@@ -44,13 +44,3 @@ def record_candidate(
             ),
         )
 
-
-def evaluated_hashes(conn: sqlite3.Connection) -> dict[str, tuple[str, str]]:
-    """structural hash -> (run, candidate) for every candidate any run has evaluated."""
-    rows = conn.execute(
-        "SELECT structural_hash, run_id, candidate_id FROM search_candidates ORDER BY created"
-    ).fetchall()
-    out: dict[str, tuple[str, str]] = {}
-    for h, run, cid in rows:
-        out.setdefault(h, (run, cid))
-    return out

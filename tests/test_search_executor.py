@@ -154,7 +154,7 @@ def test_jobs_die_with_the_process_that_started_them(tmp_path):
         "import search_fakes as jobs\n"
         "from linarch.search.executor import LocalExecutor\n"
         "if __name__ == '__main__':\n"
-        "    ex = LocalExecutor(workers=1)\n"
+        f"    ex = LocalExecutor(workers=1, log_dir={str(tmp_path)!r})\n"
         f"    ex.submit('j', jobs.write_pid_and_sleep, {str(pidfile)!r}, 120)\n"
         "    ex.wait(timeout=120)\n"
     )

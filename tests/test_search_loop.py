@@ -331,12 +331,12 @@ def _wait_for(predicate, timeout, what):
 def test_resume_after_kill_9_loses_nothing_and_repeats_nothing(tmp_path):
     (tmp_path / "seed.lin").write_text(toy_source("Base"))
     cfg = tmp_path / "search.toml"
-    cfg.write_text(config_text(max_candidates=8).replace("seed_programs = []",
+    cfg.write_text(config_text(max_candidates=6).replace("seed_programs = []",
                                                           'seed_programs = ["seed.lin"]'))
     run = tmp_path / "run"
     log = tmp_path / "evaluations.log"
     env = {**os.environ, "PYTHONPATH": TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "LINARCH_TOY_EVAL_LOG": str(log), "LINARCH_TOY_EVAL_SLEEP": "0.3"}
+           "LINARCH_TOY_EVAL_LOG": str(log), "LINARCH_TOY_EVAL_SLEEP": "0.2"}
     cmd = [sys.executable, "-m", "linarch.search", "run", "--progress", "plain"]
     first = subprocess.Popen([*cmd, str(cfg), "--run-dir", str(run)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -369,7 +369,7 @@ def test_resume_after_kill_9_loses_nothing_and_repeats_nothing(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     after = read_jsonl(journal)
     proposed, terminal = check_journal(after)
-    assert proposed == ["s000"] + [f"c{i:04d}" for i in range(1, 9)]
+    assert proposed == ["s000"] + [f"c{i:04d}" for i in range(1, 7)]
     assert set(terminal) == set(proposed)
     assert after[-1] == {**after[-1], "event": "stopped", "reason": "max_candidates"}
     starts_after = [line.split()[2] for line in log.read_text().splitlines()[len(lines_before):]

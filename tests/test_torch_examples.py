@@ -6,7 +6,8 @@ sizes (hidden 32, T <= 100) with every parameter moved off its initial value:
 - the chunkwise-parallel form (``mode="chunk"``) equals the token-by-token recurrent form
   generated from the update as written (``mode="recurrent"``), forward and backward, to 1e-10 in
   fp64 and 1e-5 (relative) in fp32, at ragged lengths T = 1, 63, 100 (chunk size 64), with a head
-  dimension of 60, and from an arbitrary initial state;
+  dimension of 60, and from an arbitrary initial state (at T = 1 both modes take the token
+  step, as decoding does; chunk_dplr itself at T = 1 is in test_torch_runtime.py);
 - torch.autograd.gradcheck passes in fp64 (several chunks, a padded last one);
 - causality: perturbing the input at t0 leaves every output before t0 bit-for-bit unchanged, and
   the gradient of those outputs with respect to inputs at t >= t0 is exactly zero;
@@ -66,7 +67,7 @@ def test_builds_from_hidden_size_and_num_heads_alone(name):
     out, attentions, cache = layer(x)
     assert out.shape == x.shape and attentions is None and cache is None
     assert torch.isfinite(out).all()
-    assert float(layer.aux_loss) == float(layer.aux_loss)  # a number, zero or a real loss
+    assert torch.isfinite(layer.aux_loss.detach())  # zero, or the mixer's own loss
 
 
 @pytest.mark.parametrize("length", [1, 63, 100])
@@ -104,13 +105,14 @@ def test_chunked_equals_recurrent_from_an_arbitrary_initial_state(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_gradcheck_fp64(name):
     """Analytic gradients of the chunked form against finite differences, for the input and
-    every small parameter (gates, decays, biases), over three chunks of 4, the last padded."""
+    the per-head parameters (gate and decay constants), over three chunks of 4, the last
+    padded."""
     kw = {k: (8 if k == "head_dim" else 4 if k.endswith("_dim") or k == "state_size" else v)
           for k, v in EXAMPLES[name].items()}
     layer = build(name, hidden=16, kwargs=kw, chunk_size=4)
     layer.mode = "chunk"
-    small = {n: p.detach().clone() for n, p in layer.named_parameters() if p.numel() <= 16}
-    x = inputs(1, 10, hidden=16)
+    small = {n: p.detach().clone() for n, p in layer.named_parameters() if p.numel() <= 8}
+    x = inputs(1, 9, hidden=16)
 
     def f(x, *values):
         out, _, _ = functional_call(layer, dict(zip(small, values)), (x,))
