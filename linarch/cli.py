@@ -124,15 +124,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Subcommands that live with their subsystem (compile, train, search, report) register here.
-EXTENSIONS: dict[str, Callable[[argparse._SubParsersAction, str], None]] = {}
+def _train(args: argparse.Namespace) -> int:
+    from linarch.evaluation.cli import train_main
+
+    rest = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+    return train_main(rest)
+
+
+def _add_train(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help="train a mixer and the DeltaNet baseline; compare with a 95%% CI",
+                       add_help=False)
+    p.add_argument("train_args", nargs=argparse.REMAINDER)
+    p.set_defaults(run=_train)
+
+
+def _add_search(sub: argparse._SubParsersAction, name: str) -> None:
+    from linarch.search.cli import add_subcommands
+
+    add_subcommands(sub)
+    for command in ("search", "report"):
+        sub.choices[command].set_defaults(run=lambda args: args.handler(args))
+
+
+# Subcommands that live with their subsystem register here.
+EXTENSIONS: dict[str, Callable[[argparse._SubParsersAction, str], None]] = {
+    "train": _add_train,
+    "search": _add_search,
+}
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the search/config layer that are the user's to fix (one line, no traceback)."""
+    try:
+        from linarch.search.config import ConfigError
+        from linarch.search.ledger import LLMError
+        from linarch.search.rundir import RunDirError
+    except ImportError:  # the search extra is not installed
+        return ()
+    return (ConfigError, RunDirError, LLMError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # the evaluation harness owns its own options
+        argv = ["train", "--", *argv[1:]]
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except _user_errors() as exc:
+        print(f"linarch: error: {exc}", file=sys.stderr)
+        return 1
     except LinarchError as exc:
         for d in exc.diagnostics:
             print(d.render(), file=sys.stderr)
