@@ -28,6 +28,8 @@ _API = {
     "generate": "linarch.api",
     "load_source": "linarch.api",
     "mutate": "linarch.api",
+    "Mutation": "linarch.dsl.mutate",
+    "MutationError": "linarch.dsl.mutate",
     "show": "linarch.api",
     "Diagnostic": "linarch.dsl.diagnostics",
     "LinarchError": "linarch.dsl.diagnostics",

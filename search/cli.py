@@ -21,7 +21,10 @@ from linarch.search.rundir import RunDir, RunDirError
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser("search", aliases=["run"], help="start or resume a search run")
     run.add_argument("config", nargs="?", help="the TOML configuration of a new run")
-    run.add_argument("--run-dir", help="directory of the new run")
+    run.add_argument("--run-dir", "--out", dest="run_dir", help="directory of the new run")
+    run.add_argument("--ablation", choices=["best-of-n"],
+                     help="best-of-n: parents are always the seed programs (the baseline that "
+                          "evolution must beat)")
     run.add_argument("--resume", metavar="RUN", help="continue the run in RUN")
     run.add_argument("--executor", choices=["local", "ray"], help="override executor.kind")
     run.add_argument("--address", help="Ray cluster address (override executor.address)")
@@ -45,9 +48,9 @@ def run_command(args: argparse.Namespace) -> int:
         run = RunDir.open(args.resume)
     else:
         if not args.run_dir:
-            print("a new run needs --run-dir", file=sys.stderr)
+            print("a new run needs --out RUN (or --run-dir RUN)", file=sys.stderr)
             return 2
-        run = create_run(args.config, args.run_dir)
+        run = create_run(args.config, args.run_dir, ablation=args.ablation)
     executor = override_executor(
         run.config().executor, kind=args.executor, address=args.address, workers=args.workers
     )

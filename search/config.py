@@ -134,12 +134,19 @@ class ExecutorConfig:
 
 @dataclass(frozen=True)
 class ComponentsConfig:
-    """Import paths "module:attribute" of the pluggable parts; "llm" is the built-in proposer."""
+    """Import paths "module:attribute" of the pluggable parts; "llm" is the built-in proposer.
+
+    With no [llm] section the proposer defaults to the offline typed-mutation proposer and the
+    analyzer (an LLM role) is off, so a run needs no endpoint and no key.
+    """
 
     proposer: str = "llm"
     check: str = "linarch:check"
     analyze: str = "linarch:analyze"
-    evaluate: str = ""
+    evaluate: str = "linarch.search.evaluate:evaluate"
+
+
+OFFLINE_PROPOSER = "linarch.search.offline:build_offline_proposer"
 
 
 @dataclass(frozen=True)
@@ -176,15 +183,20 @@ def parse_config(data: Mapping[str, Any]) -> SearchConfig:
         llm_cfg, prices=prices, models=dict(models) if models else llm_cfg.models
     )
     cascade = tuple(_build(CascadeStage, "cascade", s) for s in data.get("cascade", ()))
+    components = dict(data.get("components", {}))
+    memory = dict(data.get("memory", {}))
+    if "llm" not in data:  # no endpoint configured: offline proposer, no LLM analyzer
+        components.setdefault("proposer", OFFLINE_PROPOSER)
+        memory.setdefault("analyze", False)
     config = SearchConfig(
         run=_build(RunConfig, "run", data.get("run", {})),
         llm=llm_cfg,
         engineer=_build(EngineerConfig, "engineer", data.get("engineer", {})),
-        memory=_build(MemoryConfig, "memory", data.get("memory", {})),
+        memory=_build(MemoryConfig, "memory", memory),
         cascade=cascade or SearchConfig().cascade,
         islands=_build(IslandConfig, "islands", data.get("islands", {})),
         executor=_build(ExecutorConfig, "executor", data.get("executor", {})),
-        components=_build(ComponentsConfig, "components", data.get("components", {})),
+        components=_build(ComponentsConfig, "components", components),
     )
     _validate(config)
     return config
@@ -237,3 +249,38 @@ def _validate(config: SearchConfig) -> None:
             raise ConfigError(
                 f"llm.budget_usd is set but model(s) {unpriced} have no [llm.prices.MODEL]"
             )
+
+
+def dumps_toml(data: Mapping[str, Any]) -> str:
+    """A small TOML writer for configuration tables (scalars, arrays, tables, arrays of tables);
+    used to record a run's configuration after command-line overrides."""
+    lines: list[str] = []
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        raise ConfigError(f"cannot write {type(v).__name__} to TOML")
+
+    def table(prefix: str, values: Mapping[str, Any], header: str | None) -> None:
+        plain = {k: v for k, v in values.items() if not isinstance(v, Mapping)
+                 and not (isinstance(v, list) and v and isinstance(v[0], Mapping))}
+        if header is not None:
+            lines.append(header)
+        lines.extend(f"{k} = {scalar(v)}" for k, v in plain.items())
+        lines.append("")
+        for k, v in values.items():
+            name = f"{prefix}{k}"
+            if isinstance(v, Mapping):
+                table(name + ".", v, f"[{name}]")
+            elif isinstance(v, list) and v and isinstance(v[0], Mapping):
+                for item in v:
+                    table(name + ".", item, f"[[{name}]]")
+
+    table("", data, None)
+    return "\n".join(lines).strip() + "\n"

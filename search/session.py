@@ -18,7 +18,13 @@ from typing import Any
 
 from linarch.search.analyzer import Analyzer
 from linarch.search.cognition import load_cognition
-from linarch.search.config import ConfigError, ExecutorConfig, SearchConfig
+from linarch.search.config import (
+    ConfigError,
+    ExecutorConfig,
+    SearchConfig,
+    dumps_toml,
+    loads_config,
+)
 from linarch.search.engineer import CheckFn, Engineer
 from linarch.search.executor import Executor, make_executor
 from linarch.search.llm import LLMClient
@@ -60,10 +66,29 @@ def example_path(name: str) -> Path:
     return Path(linarch.examples.__file__).parent / f"{name}.lin"
 
 
-def create_run(config_path: Path | str, run_path: Path | str) -> RunDir:
-    """A new run directory holding the config and a copy of each seed program."""
+ABLATIONS = ("best-of-n",)
+
+
+def create_run(config_path: Path | str, run_path: Path | str,
+               ablation: str | None = None) -> RunDir:
+    """A new run directory holding the config and a copy of each seed program.
+
+    ``ablation="best-of-n"`` records the run as the best-of-N baseline: every parent is a seed
+    program (islands.selection = "seeds"), so a run can show whether evolution beats sampling.
+    """
     config_path = Path(config_path)
-    run = RunDir.create(run_path, config_path.read_text(encoding="utf-8"))
+    text = config_path.read_text(encoding="utf-8")
+    if ablation is not None:
+        if ablation not in ABLATIONS:
+            raise ConfigError(f"unknown ablation {ablation!r}; choose one of {ABLATIONS}")
+        import tomllib
+
+        data = tomllib.loads(text)
+        data.setdefault("islands", {})["selection"] = "seeds"
+        data.setdefault("run", {})["name"] = data.get("run", {}).get("name", "search") + "-bestofn"
+        text = dumps_toml(data)
+        loads_config(text)  # the rewritten file must still be a valid configuration
+    run = RunDir.create(run_path, text)
     config = run.config()
     seeds = run.path / "seeds"
     seeds.mkdir(exist_ok=True)
