@@ -4,9 +4,8 @@ gradients of q, k, v, the per-channel gate and the initial state, under the Trit
 
 import pytest
 import torch
-
-from test_kernels_support import Case, compare_cases
 from linarch.kernels import GateFn, KernelSpec, SpecError, Transition
+from test_kernels_support import Case, compare_cases
 
 GLA = KernelSpec("gla", Transition.DIAGONAL_DECAY, gate=GateFn.LOGSIGMOID_SCALED)
 GLA_LOG = KernelSpec("gla_log", Transition.DIAGONAL_DECAY)

@@ -27,8 +27,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
-
 from linarch.kernels import (
     GateFn,
     KernelOptions,
@@ -37,6 +35,7 @@ from linarch.kernels import (
     Transition,
     write_kernels,
 )
+from torch.overrides import TorchFunctionMode
 
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2}  # max |x - ref| / max |ref|
 DTYPE_NAME = {torch.float32: "fp32", torch.float16: "fp16"}

@@ -4,9 +4,8 @@ final states, including a one-token sequence and one that ends mid-chunk.
 """
 
 import pytest
-
-from test_kernels_support import Case, compare_cases
 from linarch.kernels import GateFn, KernelSpec, RateFn, Transition
+from test_kernels_support import Case, compare_cases
 
 GDN = KernelSpec("gated_deltanet", Transition.GATED_DELTA, l2norm_qk=True, gate=GateFn.MAMBA,
                  rate=RateFn.SIGMOID)
