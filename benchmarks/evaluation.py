@@ -5,9 +5,9 @@
     python benchmarks/evaluation.py --test-mixer linear_attention   # tests/mixers_for_tests.py
 
 Prints, per task and seed, the wall time (data, model, training and evaluation) and the CPU
-time of the process (close to the wall time of an idle machine when the machine is shared), the
-training throughput in tokens per second and the task metric; `--json` writes the same rows. The target
-is quick MQAR (2 layers, d_model 64) in at most 3 minutes per seed.
+time of the process (close to the wall time of an idle core when the machine is shared), the
+training throughput in tokens per second and the task metric; `--json` writes the same rows.
+The target is quick MQAR (2 layers, d_model 64) in at most 3 minutes per seed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from linarch.evaluation.mixers import MixerSpec, load_mixer
 from linarch.evaluation.presets import Preset, TaskKind, budget_for
 from linarch.evaluation.trainer import train_problem

@@ -42,8 +42,23 @@ class ModelShape:
         return replace(self, hidden_size=hidden_size, intermediate_size=intermediate_size)
 
 
+def shape_kwargs(mixer: MixerSpec, shape: ModelShape) -> dict:
+    """Hyper-parameters that follow the backbone's shape: a mixer with a `head_dim` keyword
+    (Gated DeltaNet, KDA, Comba, DeltaProduct: fla defaults it to 256 whatever the width) gets
+    hidden_size // num_heads, as fla's model configs set it, so every mixer is compared at the
+    width the shape gives it."""
+    import inspect
+
+    params = inspect.signature(mixer.layer_cls.__init__).parameters
+    kwargs = {}
+    if "head_dim" in params:
+        kwargs["head_dim"] = max(1, shape.hidden_size // shape.num_heads)
+    return kwargs
+
+
 def linarch_config(mixer: MixerSpec, shape: ModelShape, vocab_size: int) -> LinarchConfig:
     return LinarchConfig(
+        mixer_kwargs=shape_kwargs(mixer, shape),
         vocab_size=vocab_size,
         hidden_size=shape.hidden_size,
         num_hidden_layers=shape.num_layers,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .loader import load_kernels
+from .render import input_names
 from .spec import KernelOptions, KernelSpec, Transition
 
 _TORCH_TO_TRITON = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32",
@@ -73,18 +74,12 @@ def _example_inputs(spec: KernelSpec, module: types.ModuleType, B: int, T: int, 
         return torch.empty(*shape, dtype=dt, device=meta)
 
     args = [t(B, T, H, K), t(B, T, H, K), t(B, T, H, V)]
-    for name in _input_names(spec):
+    for name in input_names(spec):
         shape = {"g": (B, T, H, K) if spec.transition is Transition.DIAGONAL_DECAY else (B, T, H),
                  "beta": (B, T, H), "g_gamma": (H,), "A_log": (H,), "dt_bias": (H,)}[name]
         args.append(t(*shape, dt=torch.float32 if len(shape) == 1 else dtype))
     return args, {"h0": t(B, H, K, V, dt=torch.float32), "do": t(B, T, H, V),
                   "dht": t(B, H, K, V, dt=torch.float32)}
-
-
-def _input_names(spec: KernelSpec) -> list[str]:
-    from .render import _inputs
-
-    return [name for name, _, _ in _inputs(spec)]
 
 
 def record_launches(spec: KernelSpec, options: KernelOptions, *, B=8, T=4096, H=16, K=128,

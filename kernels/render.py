@@ -78,6 +78,13 @@ def _inputs(spec: KernelSpec) -> list[tuple[str, str, str]]:
     return rows
 
 
+def input_names(spec: KernelSpec) -> tuple[str, ...]:
+    """The inputs `chunk_<name>` takes after q, k, v, in order (e.g. ("g", "beta", "A_log",
+    "dt_bias") for a gated delta rule with the Mamba gate); then come scale, initial_state,
+    output_final_state, cu_seqlens."""
+    return tuple(name for name, _, _ in _inputs(spec))
+
+
 def _public_doc(spec: KernelSpec, inputs: list[tuple[str, str, str]]) -> str:
     lines = [
         f"Chunked {spec.transition.value} recurrence `{spec.name}`: "

@@ -18,7 +18,7 @@ from enum import Enum
 GENERATOR_VERSION = "1"
 
 
-class Transition(str, Enum):
+class Transition(Enum):
     """The structured class of the state transition A_t; each licenses one chunk algorithm."""
 
     IDENTITY = "identity"  # A_t = I (linear attention)
@@ -39,7 +39,7 @@ class Transition(str, Enum):
                         Transition.GATED_DELTA)
 
 
-class GateFn(str, Enum):
+class GateFn(Enum):
     """How the log-decay g is formed from the raw gate input."""
 
     LOG = "log"  # the input already is the log-decay
@@ -47,7 +47,7 @@ class GateFn(str, Enum):
     MAMBA = "mamba"  # g = -exp(A_log) * softplus(a + dt_bias) (Mamba2, Gated DeltaNet)
 
 
-class RateFn(str, Enum):
+class RateFn(Enum):
     """How the delta-rule rate beta is formed from the raw rate input."""
 
     RAW = "raw"  # beta is given

@@ -281,6 +281,7 @@ class SearchLoop:
             stage=stage,
             preset=self.config.run.preset,
             seeds=tuple(self.config.run.seeds),
+            run_path=str(self.run_dir.path.resolve()),
         )
         if journal:
             self._emit("submitted", id=p.id, stage=stage, stage_index=stage_index)

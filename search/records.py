@@ -115,6 +115,7 @@ class EvalJob:
     stage: str
     preset: str
     seeds: tuple[int, ...]
+    run_path: str = ""  # the run directory (for caches shared by a run's evaluations)
 
 
 @dataclass(frozen=True)

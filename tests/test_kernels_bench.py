@@ -30,7 +30,8 @@ def test_flops_count_the_chunked_matmuls(bench):
         184 + 24 + 16 / 3 + 24 + 40 + 60)
     # B, H and the number of chunks (ceil) scale it
     one = bench.chunk_flops(Transition.SCALAR_DECAY, 1, 64, 1, 128, 128)
-    assert bench.chunk_flops(Transition.SCALAR_DECAY, 8, 4096 - 1, 16, 128, 128) == 8 * 16 * 64 * one
+    full = bench.chunk_flops(Transition.SCALAR_DECAY, 8, 4096 - 1, 16, 128, 128)
+    assert full == 8 * 16 * 64 * one
 
 
 def test_bytes_count_inputs_and_outputs_once(bench):
@@ -61,7 +62,8 @@ def test_without_a_gpu_it_says_so_and_exits_cleanly(bench, capsys):
     assert "no CUDA GPU" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["delta_rule", "gated_delta_rule", "gla", "simple_gla"])
+@pytest.mark.parametrize("name", ["delta_rule", "gated_delta_rule", "gla", "simple_gla",
+                                  "gated_deltanet_layer"])
 def test_benchmarked_specs_take_the_inputs_the_script_passes(bench, name):
     op = next(op for op in bench.OPS if op.name == name)
     module = load_kernels(op.spec, KernelOptions(chunk_size=bench.CHUNK, dtype="bf16"))

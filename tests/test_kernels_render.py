@@ -2,6 +2,7 @@
 its spec and hash, and is the same bytes every time; the templates fail loudly when misused."""
 
 import ast
+import contextlib
 import itertools
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from linarch.kernels import (
     RenderError,
     SpecError,
     Transition,
+    input_names,
     render_kernels,
     spec_hash,
     write_kernels,
@@ -27,11 +29,9 @@ from linarch.kernels.render import _environment, check_rendered, template_contex
 def all_specs() -> list[KernelSpec]:
     specs = []
     for t, gate, rate, l2 in itertools.product(Transition, GateFn, RateFn, (False, True)):
-        try:
+        with contextlib.suppress(SpecError):
             specs.append(KernelSpec(f"{t.value}_{gate.value}_{rate.value}_{int(l2)}", t,
                                     l2norm_qk=l2, gate=gate, rate=rate))
-        except SpecError:
-            pass
     return specs
 
 
@@ -64,7 +64,11 @@ def test_every_valid_spec_renders_a_standalone_module(options):
     for spec in SPECS:
         source = render_kernels(spec, options)  # parses and has no template syntax, or raises
         assert imported_modules(source) == {"torch", "triton"}, spec
-        assert f"def chunk_{spec.name}(q, k, v," in source
+        entry = next(node for node in ast.parse(source).body
+                     if isinstance(node, ast.FunctionDef) and node.name == f"chunk_{spec.name}")
+        assert [a.arg for a in entry.args.args] == [
+            "q", "k", "v", *input_names(spec), "scale", "initial_state", "output_final_state",
+            "cu_seqlens"]
         lines = source.splitlines()
         assert lines[1].startswith("# spec:    KernelSpec(name=")
         assert f"transition='{spec.transition.value}'" in lines[1]
@@ -125,3 +129,14 @@ def test_templates_refuse_a_missing_variable():
     del context["chunk_size" if "chunk_size" in context else "BT"]
     with pytest.raises(jinja2.UndefinedError):
         _environment().get_template("module.py.j2").render(**context)
+
+
+def test_generated_code_has_no_unused_names_or_stray_whitespace(tmp_path):
+    """Generated files are meant to be read: pyflakes- and whitespace-clean (ruff F, W, E1)."""
+    for i, spec in enumerate(SPECS):
+        for options in (KernelOptions(), KernelOptions(chunk_size=16, autotune=False)):
+            (tmp_path / f"m{i}_{options.chunk_size}.py").write_text(render_kernels(spec, options))
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated",
+                             "--select", "F,W,E1", "--line-length", "200", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -65,3 +65,12 @@ def test_hash_is_stable_across_processes_and_sensitive_to_every_field():
                dataclasses.replace(spec, transition=Transition.DELTA)]
     hashes = {spec_hash(s, KernelOptions()) for s in [spec, *changed]}
     assert len(hashes) == len(changed) + 1
+
+
+def test_public_api_is_small_and_locked():
+    import linarch.kernels
+
+    assert sorted(linarch.kernels.__all__) == [
+        "GateFn", "KernelOptions", "KernelSpec", "RateFn", "RenderError", "SpecError",
+        "Transition", "input_names", "load_kernels", "render_kernels", "spec_hash",
+        "write_kernels"]

@@ -72,20 +72,6 @@ def run_jobs(jobs: list[dict], workers: int | None = None, timeout: float = 900.
     return out
 
 
-@contextlib.contextmanager
-def nan_poisoned_buffers() -> Iterator[None]:
-    """torch.empty* returns NaN-filled memory inside: a kernel that skips an element shows it."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.utils.deterministic.fill_uninitialized_memory = True
-    try:
-        yield
-    finally:
-        torch.utils.deterministic.fill_uninitialized_memory = fill
-        torch.use_deterministic_algorithms(previous)
-
-
 class _Float64(TorchFunctionMode):
     """Turns `.float()`, `.to(torch.float32)` and `dtype=torch.float32` into float64."""
 

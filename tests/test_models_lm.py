@@ -180,6 +180,7 @@ def test_label_loss_runs_the_head_only_where_labels_are():
     torch.testing.assert_close(sparse, dense)
 
 
+@torch.no_grad()
 def test_initialisation_follows_the_config():
     model = make("linear_attention", initializer_range=0.02, zero_init_out_proj=True)
     emb = model.model.embed_tokens.weight
@@ -201,6 +202,7 @@ def test_config_shapes():
         LinarchConfig(hidden_size=30, num_heads=4)
 
 
+@torch.no_grad()
 def test_autoencoder_reconstructs_from_the_last_state_only():
     torch.manual_seed(0)
     model = MixerAutoEncoder(mt.tiny_config("linear_attention")).eval()
