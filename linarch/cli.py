@@ -98,26 +98,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--chunk-size", type=int, default=64)
-    p.set_defaults(run=_check)
+    p.set_defaults(func=_check)
 
     p = sub.add_parser("show", help="what the compiler understood: classes, costs, causality")
     p.add_argument("file")
     p.add_argument("--chunk-size", type=int, default=64)
-    p.set_defaults(run=_show)
+    p.set_defaults(func=_show)
 
     p = sub.add_parser("fmt", help="print a program in canonical form")
     p.add_argument("files", nargs="+")
     g = p.add_mutually_exclusive_group()
     g.add_argument("-i", "--in-place", action="store_true", help="rewrite the files")
     g.add_argument("--check", action="store_true", help="exit 1 if a file is not canonical")
-    p.set_defaults(run=_fmt)
+    p.set_defaults(func=_fmt)
 
     p = sub.add_parser("compile", help="generate a standalone layer file (torch or triton)")
     p.add_argument("file")
     p.add_argument("--target", choices=("torch", "triton"), default="torch")
     p.add_argument("-o", "--output", help="write here instead of stdout")
     p.add_argument("--chunk-size", type=int, default=64)
-    p.set_defaults(run=_compile)
+    p.set_defaults(func=_compile)
 
     for name, adder in EXTENSIONS.items():
         adder(sub, name)
@@ -135,7 +135,7 @@ def _add_train(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="train a mixer and the DeltaNet baseline; compare with a 95%% CI",
                        add_help=False)
     p.add_argument("train_args", nargs=argparse.REMAINDER)
-    p.set_defaults(run=_train)
+    p.set_defaults(func=_train)
 
 
 def _add_search(sub: argparse._SubParsersAction, name: str) -> None:
@@ -143,7 +143,7 @@ def _add_search(sub: argparse._SubParsersAction, name: str) -> None:
 
     add_subcommands(sub)
     for command in ("search", "report"):
-        sub.choices[command].set_defaults(run=lambda args: args.handler(args))
+        sub.choices[command].set_defaults(func=lambda args: args.handler(args))
 
 
 # Subcommands that live with their subsystem register here.
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        return int(args.func(args) or 0)
     except _user_errors() as exc:
         print(f"linarch: error: {exc}", file=sys.stderr)
         return 1
