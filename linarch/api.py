@@ -107,7 +107,27 @@ def analyze(path_or_source: Sourceish, *, chunk_size: int = 64) -> Analysis:
 
 
 def show(path_or_source: Sourceish, *, chunk_size: int = 64) -> str:
-    return _show(analyse(load_source(path_or_source), Options(chunk_size)))
+    """What the compiler understood, and how each backend will compute every state."""
+    result = analyse(load_source(path_or_source), Options(chunk_size))
+    text = _show(result)
+    if result.ok:
+        text += "\n" + _backends(result)
+    return text
+
+
+def _backends(result: Result) -> str:
+    lines = ["  backends:"]
+    try:
+        from linarch.codegen.torch_backend import state_lowerings
+        from linarch.codegen.triton_backend import TritonOptions, _TritonGenerator
+
+        for low in state_lowerings(result.unit):
+            lines.append(f"    torch  {low.name}: {low.reason}")
+        for low in _TritonGenerator(result.unit, TritonOptions()).lowerings():
+            lines.append(f"    triton {low.name}: {low.reason.split(';')[0]}")
+    except ImportError as exc:  # the front end works without the codegen extras
+        lines.append(f"    (code generation unavailable: {exc})")
+    return "\n".join(lines)
 
 
 TARGETS = ("torch", "triton")
@@ -125,9 +145,13 @@ def generate(path_or_source: Sourceish, target: str = "torch", *, chunk_size: in
         from linarch.codegen.torch_backend import generate as torch_generate
 
         return torch_generate(result.unit, TorchOptions(chunk_size=chunk_size))
+    import os
+
     from linarch.codegen.triton_backend import generate as triton_generate
 
-    return triton_generate(result.unit, chunk_size=chunk_size)
+    interpreting = os.environ.get("TRITON_INTERPRET") == "1"
+    return triton_generate(result.unit, chunk_size=chunk_size,
+                           dtype="fp32" if interpreting else "bf16", autotune=not interpreting)
 
 
 def compile(path_or_source: Sourceish, target: str = "torch", *, chunk_size: int = 64) -> type:  # noqa: A001
