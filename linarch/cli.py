@@ -138,6 +138,20 @@ def _add_train(sub: argparse._SubParsersAction, name: str) -> None:
     p.set_defaults(func=_train)
 
 
+def _lm_eval(args: argparse.Namespace) -> int:
+    from linarch.evaluation.lm_eval_model import lm_eval_main
+
+    rest = args.lm_eval_args[1:] if args.lm_eval_args[:1] == ["--"] else args.lm_eval_args
+    return lm_eval_main(rest)
+
+
+def _add_lm_eval(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help="lm-evaluation-harness with the linarch model registered",
+                       add_help=False)
+    p.add_argument("lm_eval_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_lm_eval)
+
+
 def _add_search(sub: argparse._SubParsersAction, name: str) -> None:
     from linarch.search.cli import add_subcommands
 
@@ -149,6 +163,7 @@ def _add_search(sub: argparse._SubParsersAction, name: str) -> None:
 # Subcommands that live with their subsystem register here.
 EXTENSIONS: dict[str, Callable[[argparse._SubParsersAction, str], None]] = {
     "train": _add_train,
+    "lm-eval": _add_lm_eval,
     "search": _add_search,
 }
 
@@ -166,8 +181,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["train"]:  # the evaluation harness owns its own options
-        argv = ["train", "--", *argv[1:]]
+    if argv[:1] in (["train"], ["lm-eval"]):  # these harnesses own their options
+        argv = [argv[0], "--", *argv[1:]]
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
