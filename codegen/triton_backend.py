@@ -209,8 +209,8 @@ class _TritonGenerator(_Generator):
 
     def render(self) -> str:
         text = super().render()
-        marker = "\nclass "
-        head, cls, body = text.partition(marker)
+        marker = f"\nclass {self.m.name}("
+        head, _, body = text.rpartition(marker)
         kernels = "\n\n".join(_strip_header(src) for src in self.kernel_sources)
         glue = (
             "\n\nimport os as _os\n\n"
