@@ -139,13 +139,9 @@ def _factor(em: Emitter, tr: Transition, r: int, cur: MicroStep, done: list) -> 
     if rank.scaled_identity is not None:  # alpha I + ...: alpha decays S but not the read
         cur.logs.append(_log_of(em, rank.scaled_identity))
     if rank.base is not None:
-        log, _ = _log_of_diag_base(em, rank.base)
+        log, _ = _log_of(em, rank.base)
         cur.logs.append((log, True))
     return cur
-
-
-def _log_of_diag_base(em: Emitter, base: int) -> tuple[str, bool]:
-    return _log_of(em, base)
 
 
 def _decay_text(logs: list[tuple[str, bool]]) -> str | None:

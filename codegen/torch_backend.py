@@ -23,7 +23,6 @@ from linarch.codegen.names import param_path, value_names
 from linarch.dsl.ir import Node, Op
 from linarch.dsl.params import PARAM_KINDS
 from linarch.dsl.passes.transitions import Transition
-from linarch.dsl.types import Kind
 from linarch.dsl.unit import Unit
 
 GENERATOR = "linarch 0.1.0 torch backend"
@@ -452,4 +451,4 @@ class _Generator:
         )
 
 
-__all__ = ["generate", "TorchOptions", "state_lowerings", "CodegenError", "Kind"]
+__all__ = ["generate", "TorchOptions", "state_lowerings", "CodegenError"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from linarch.codegen import chunk_lowering as cl
-from linarch.codegen.emit import CodegenError, Ctx
+from linarch.codegen.emit import CodegenError
 from linarch.codegen.torch_backend import TorchOptions, _Generator
 from linarch.dsl.ir import Op
 from linarch.dsl.passes.transitions import Gate, TClass, Transition, resolve
@@ -241,4 +241,4 @@ def _probe(gen: _Generator):
     return Emitter(gen.unit, gen.names)
 
 
-__all__ = ["generate", "TritonOptions", "Ctx"]
+__all__ = ["generate", "TritonOptions"]
