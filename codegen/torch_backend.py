@@ -379,6 +379,8 @@ class _Generator:
             out.extend(step_lines)
         out.append(f"new_cache[{tr.name!r}] = {state}")
         for r, name in read_names.items():
+            # the state runs in fp32 (fp64); what it reads goes on in the layer's dtype
+            out.append(f"{name} = {name}.to(x.dtype)")
             em.names[r] = name
 
     def _step_lines(self, tr: Transition, state: str, local: set[int], readouts: list[int],

@@ -194,9 +194,9 @@ class _TritonGenerator(_Generator):
             out.extend(rest[1:])
         else:
             out.append("else:")
-            tail = [r for r in rest if not r.startswith("new_cache[")]
-            out.extend("    " + r for r in tail)
-            out.extend(r for r in rest if r.startswith("new_cache["))
+            after = [r for r in rest if r.startswith("new_cache[") or r.endswith(".to(x.dtype)")]
+            out.extend("    " + r for r in rest if r not in after)
+            out.extend(after)
         for r, name in ((readout, read),):
             em.names[r] = name
 

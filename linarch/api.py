@@ -133,14 +133,21 @@ def _backends(result: Result) -> str:
 TARGETS = ("torch", "triton")
 
 
-def generate(path_or_source: Sourceish, target: str = "torch", *, chunk_size: int = 64) -> str:
-    """The generated Python source of a program's layer (one file; torch, or torch + triton)."""
+def generate(path_or_source: Sourceish, target: str = "torch", *, chunk_size: int = 64,
+             kernel_dtype: str | None = None) -> str:
+    """The generated Python source of a program's layer (one file; torch, or torch + triton).
+
+    ``kernel_dtype`` (triton target only: "bf16", "fp16" or "fp32") is the dtype the fused
+    kernels take their inputs in; by default bf16 autotuned, or fp32 with one fixed config under
+    TRITON_INTERPRET=1 (the interpreter can neither autotune nor compute in bf16)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     result = analyse(load_source(path_or_source), Options(chunk_size))
     if not result.ok:
         raise LinarchError(list(result.diagnostics))
     if target == "torch":
+        if kernel_dtype is not None:
+            raise ValueError("kernel_dtype applies to target='triton' only")
         from linarch.codegen.torch_backend import TorchOptions
         from linarch.codegen.torch_backend import generate as torch_generate
 
@@ -150,17 +157,19 @@ def generate(path_or_source: Sourceish, target: str = "torch", *, chunk_size: in
     from linarch.codegen.triton_backend import generate as triton_generate
 
     interpreting = os.environ.get("TRITON_INTERPRET") == "1"
-    return triton_generate(result.unit, chunk_size=chunk_size,
-                           dtype="fp32" if interpreting else "bf16", autotune=not interpreting)
+    dtype = kernel_dtype or ("fp32" if interpreting else "bf16")
+    return triton_generate(result.unit, chunk_size=chunk_size, dtype=dtype,
+                           autotune=not interpreting)
 
 
-def compile(path_or_source: Sourceish, target: str = "torch", *, chunk_size: int = 64) -> type:  # noqa: A001
+def compile(path_or_source: Sourceish, target: str = "torch", *, chunk_size: int = 64,  # noqa: A001
+            kernel_dtype: str | None = None) -> type:
     """The layer class of a program: ``Layer(hidden_size=..., num_heads=...)`` is an nn.Module
-    with fla's constructor keywords and forward signature."""
+    with fla's constructor keywords and forward signature (``kernel_dtype``: see `generate`)."""
     from linarch.codegen.loader import load_class
 
     source = load_source(path_or_source)
-    text = generate(source, target, chunk_size=chunk_size)
+    text = generate(source, target, chunk_size=chunk_size, kernel_dtype=kernel_dtype)
     result = analyse(source, Options(chunk_size))
     return load_class(text, result.unit.module.name, source.name)
 

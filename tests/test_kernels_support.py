@@ -9,6 +9,10 @@ generated files stand alone), one or two per test file, with autotune off and fp
 interpreter gets bf16 wrong). torch.empty* returns NaN-filled memory there, so an output element
 a kernel forgets to write shows up as NaN.
 
+On a machine with a GPU, `LINARCH_KERNEL_DEVICE=cuda` runs the same jobs compiled on the card
+instead (no interpreter; inputs moved there, results moved back), against the same float64
+references and tolerances: `benchmarks/gpu_check.sh` does this.
+
 fla's references cast to float32 (`.float()`, `dtype=torch.float`); `float64_references()` runs
 the same fla code with every float32 request turned into float64, so the oracle is exact to
 ~1e-12 and the tolerances measure the kernels alone.
@@ -49,9 +53,14 @@ def interpreter_options(dtype: torch.dtype, **options) -> KernelOptions:
 
 
 def run_jobs(jobs: list[dict], workers: int | None = None, timeout: float = 900.0) -> list[dict]:
-    """Run kernel jobs (see test_kernels_worker) in TRITON_INTERPRET=1 processes, in order."""
+    """Run kernel jobs (see test_kernels_worker) in TRITON_INTERPRET=1 processes, in order
+    (compiled on the GPU instead when LINARCH_KERNEL_DEVICE=cuda)."""
     workers = workers or max(1, min(2, os.cpu_count() or 1, len(jobs)))
-    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if env.get("LINARCH_KERNEL_DEVICE", "cpu") == "cpu":
+        env["TRITON_INTERPRET"] = "1"
+    else:
+        env.pop("TRITON_INTERPRET", None)
     with tempfile.TemporaryDirectory() as tmp:
         procs = []
         for w in range(workers):

@@ -7,12 +7,16 @@ kernels run in a fresh process started by `run_jobs` in test_kernels_support. Bl
 and fla there also proves every generated file stands alone on torch and triton.
 
     python tests/test_kernels_worker.py JOBS.pt RESULTS.pt
+
+With LINARCH_KERNEL_DEVICE=cuda the jobs run compiled on the GPU: inputs go there and results
+come back to the CPU, so the tests compare them exactly as they compare the interpreter's.
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import os
 import sys
 
 BLOCKED = ("linarch", "fla")
@@ -38,30 +42,37 @@ def _load(path: str, cache: dict):
     return cache[path]
 
 
-def _run(job: dict, cache: dict) -> dict:
+def _run(job: dict, cache: dict, device: str) -> dict:
     import torch
+
+    def there(t):
+        return None if t is None else t.to(device, copy=True)
+
+    def back(t):
+        return t.detach().cpu()
 
     module = _load(job["module_path"], cache)
     entry = getattr(module, job["entry"])
-    leaves = [t.clone().requires_grad_(t.is_floating_point()) for t in job["args"]]
-    h0 = job["initial_state"]
+    leaves = [there(t).requires_grad_(t.is_floating_point()) for t in job["args"]]
+    h0 = there(job["initial_state"])
     if h0 is not None:
-        h0 = h0.clone().requires_grad_()
+        h0.requires_grad_()
     with torch.random.fork_rng():
-        torch.use_deterministic_algorithms(True)  # torch.empty* now returns NaN-filled memory
+        # torch.empty* now returns NaN-filled memory (on the GPU some torch ops merely warn)
+        torch.use_deterministic_algorithms(True, warn_only=device != "cpu")
         torch.utils.deterministic.fill_uninitialized_memory = True
         try:
             o, state = entry(*leaves, initial_state=h0, output_final_state=True,
-                             cu_seqlens=job["cu_seqlens"], **job.get("kwargs", {}))
+                             cu_seqlens=there(job["cu_seqlens"]), **job.get("kwargs", {}))
             if not job.get("backward", True):
-                return {"o": o.detach(), "state": state.detach()}
-            do, dstate = job["weights"]
+                return {"o": back(o), "state": back(state)}
+            do, dstate = there(job["weights"][0]), there(job["weights"][1])
             inputs = [t for t in leaves if t.requires_grad] + ([h0] if h0 is not None else [])
             grads = torch.autograd.grad((o.double() * do).sum() + (state.double() * dstate).sum(),
                                         inputs)
         finally:
             torch.use_deterministic_algorithms(False)
-    return {"o": o.detach(), "state": state.detach(), "grads": [g.detach() for g in grads]}
+    return {"o": back(o), "state": back(state), "grads": [back(g) for g in grads]}
 
 
 def main(payload: str, result: str) -> None:
@@ -69,11 +80,12 @@ def main(payload: str, result: str) -> None:
     import torch
 
     torch.set_num_threads(1)
+    device = os.environ.get("LINARCH_KERNEL_DEVICE", "cpu")
     cache: dict = {}
     results = []
     for job in torch.load(payload, weights_only=False):
         try:
-            results.append(_run(job, cache))
+            results.append(_run(job, cache, device))
         except Exception as error:  # reported to the test, which fails on it
             results.append({"error": f"{type(error).__name__}: {error}"})
     torch.save(results, result)
