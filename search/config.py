@@ -5,7 +5,7 @@ every section has defaults that run a small local search. Example:
 
     [run]
     max_candidates = 40
-    preset = "mqar-small"
+    preset = "proxy"
     seeds = [0, 1, 2]
     seed_programs = ["example:deltanet", "my_mixers/fir_router.lin"]
 
@@ -24,10 +24,12 @@ every section has defaults that run a small local search. Example:
     output_per_1k = 0.01
 
     [[cascade]]
-    stage = "smoke"
-    min_score = -0.2
+    stage = "static"
     [[cascade]]
     stage = "mqar"
+    min_score = -0.2
+    [[cascade]]
+    stage = "mad"
 
     [islands]
     count = 2

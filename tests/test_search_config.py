@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from linarch.search import config as config_module
 from linarch.search.config import ConfigError, loads_config
@@ -24,8 +26,18 @@ def test_the_documented_example_config_parses():
     assert config.llm.model_for("analyzer") == "gpt-4o"
     assert config.llm.model_for("researcher") == "gpt-4o-mini"
     assert config.llm.prices["gpt-4o-mini"] == Price(0.00015, 0.0006)
-    assert [(s.stage, s.min_score) for s in config.cascade] == [("smoke", -0.2), ("mqar", None)]
+    assert [(s.stage, s.min_score) for s in config.cascade] == [
+        ("static", None), ("mqar", -0.2), ("mad", None)]
     assert config.executor.memory_limit_mb == 6000 and config.islands.selection == "ucb"
+
+
+def test_the_readme_endpoint_example_parses_and_names_a_model_for_every_role():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = loads_config(block)
+    assert config.llm.base_url == "http://localhost:8000/v1" and config.llm.budget_usd == 5.0
+    for role in ("researcher", "engineer", "analyzer"):
+        assert config.llm.model_for(role) == "gpt-4o-mini"
 
 
 def test_defaults():
