@@ -135,18 +135,30 @@ def switch_gate_form(view: View, rng: random.Random) -> Edit | None:
                    f"{_describe_gate(form)}, with new weights.")
 
 
-def scalar_to_channel_gate(view: View, rng: random.Random) -> Edit | None:
-    """A per-head decay exp(g) * S made per key channel: S @ diag(exp(gk))."""
-    sites = [s for s in _gate_sites(view) if s[1] == "scalar"]
+def _regate(view: View, rng: random.Random, kind: str, name: str):
+    """A random `kind` ("scalar" or "channel") decay site and a new gate of the other kind, in
+    the same form, assigned to a fresh `name` just before the state: (draft, update, index of the
+    old factor, new name, form), or None where the program has no such site."""
+    sites = [s for s in _gate_sites(view) if s[1] == kind]
     if not sites or "hidden_size" not in view.hparams:
         return None
     u, _, k, log = rng.choice(sites)
     form = _gate_form(view, log)
     form = form if form in GATE_FORMS else "logsigmoid"
     d = Draft(view)
-    gk = d.fresh("gk")
+    var = d.fresh(name)
     d.insert_before(view.stmts.index(view.states[u.state]),
-                    ast.Assign(gk, _new_gate(d, form, view.dims(u.state), channel=True)))
+                    ast.Assign(var, _new_gate(d, form, view.dims(u.state),
+                                              channel=kind == "scalar")))
+    return d, u, k, var, form
+
+
+def scalar_to_channel_gate(view: View, rng: random.Random) -> Edit | None:
+    """A per-head decay exp(g) * S made per key channel: S @ diag(exp(gk))."""
+    found = _regate(view, rng, "scalar", "gk")
+    if found is None:
+        return None
+    d, u, k, gk, form = found
     u = replace(u, scalars=u.scalars[:k] + u.scalars[k + 1:],
                 factors=(parse_expr(f"diag(exp({gk}))"),) + u.factors)
     d.set(u.index, u.stmt())
@@ -156,16 +168,10 @@ def scalar_to_channel_gate(view: View, rng: random.Random) -> Edit | None:
 
 def channel_to_scalar_gate(view: View, rng: random.Random) -> Edit | None:
     """A per-key-channel decay S @ diag(exp(gk)) made per head: exp(g) * S."""
-    sites = [s for s in _gate_sites(view) if s[1] == "channel"]
-    if not sites or "hidden_size" not in view.hparams:
+    found = _regate(view, rng, "channel", "g")
+    if found is None:
         return None
-    u, _, k, log = rng.choice(sites)
-    form = _gate_form(view, log)
-    form = form if form in GATE_FORMS else "logsigmoid"
-    d = Draft(view)
-    g = d.fresh("g")
-    d.insert_before(view.stmts.index(view.states[u.state]),
-                    ast.Assign(g, _new_gate(d, form, view.dims(u.state), channel=False)))
+    d, u, k, g, form = found
     u = replace(u, scalars=(parse_expr(f"exp({g})"), *u.scalars),
                 factors=u.factors[:k] + u.factors[k + 1:])
     d.set(u.index, u.stmt())

@@ -124,32 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(args: argparse.Namespace) -> int:
-    from linarch.evaluation.cli import train_main
+def _forwarding(target: str, help: str) -> Callable[[argparse._SubParsersAction, str], None]:
+    """A subcommand that hands its arguments, unparsed, to `target` ("module:function"), which
+    has its own parser (and --help); the subsystem is imported only when the command runs."""
 
-    rest = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
-    return train_main(rest)
+    def run(args: argparse.Namespace) -> int:
+        import importlib
 
+        module, _, function = target.partition(":")
+        rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+        return getattr(importlib.import_module(module), function)(rest)
 
-def _add_train(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help="train a mixer and the DeltaNet baseline; compare with a 95%% CI",
-                       add_help=False)
-    p.add_argument("train_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_train)
+    def add(sub: argparse._SubParsersAction, name: str) -> None:
+        p = sub.add_parser(name, help=help, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=run)
 
-
-def _lm_eval(args: argparse.Namespace) -> int:
-    from linarch.evaluation.lm_eval_model import lm_eval_main
-
-    rest = args.lm_eval_args[1:] if args.lm_eval_args[:1] == ["--"] else args.lm_eval_args
-    return lm_eval_main(rest)
-
-
-def _add_lm_eval(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help="lm-evaluation-harness with the linarch model registered",
-                       add_help=False)
-    p.add_argument("lm_eval_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_lm_eval)
+    return add
 
 
 def _add_search(sub: argparse._SubParsersAction, name: str) -> None:
@@ -162,8 +153,10 @@ def _add_search(sub: argparse._SubParsersAction, name: str) -> None:
 
 # Subcommands that live with their subsystem register here.
 EXTENSIONS: dict[str, Callable[[argparse._SubParsersAction, str], None]] = {
-    "train": _add_train,
-    "lm-eval": _add_lm_eval,
+    "train": _forwarding("linarch.evaluation.cli:train_main",
+                         "train a mixer and the DeltaNet baseline; compare with a 95%% CI"),
+    "lm-eval": _forwarding("linarch.evaluation.lm_eval_model:lm_eval_main",
+                           "lm-evaluation-harness with the linarch model registered"),
     "search": _add_search,
 }
 

@@ -52,7 +52,24 @@ class _Queued:
     limits: Limits
 
 
-class LocalExecutor:
+class JobSlots:
+    """Queued and running jobs counted against `workers` slots: the bookkeeping both executors
+    (this module's and `ray_executor`'s) share."""
+
+    workers: int
+    _queue: deque
+    _running: dict
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.workers - len(self._running) - len(self._queue))
+
+    @property
+    def pending(self) -> int:
+        return len(self._running) + len(self._queue)
+
+
+class LocalExecutor(JobSlots):
     """Up to `workers` sandboxed jobs at once on this machine."""
 
     def __init__(
@@ -66,14 +83,6 @@ class LocalExecutor:
         self._queue: deque[_Queued] = deque()
         self._running: dict[str, SandboxedJob] = {}
         self._done: list[JobResult] = []
-
-    @property
-    def free_slots(self) -> int:
-        return max(0, self.workers - len(self._running) - len(self._queue))
-
-    @property
-    def pending(self) -> int:
-        return len(self._running) + len(self._queue)
 
     def running_pids(self) -> dict[str, int]:
         return {jid: job.pid for jid, job in self._running.items() if job.pid is not None}

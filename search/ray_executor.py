@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from linarch.search.executor import JobSlots
 from linarch.search.sandbox import DEFAULT_LIMITS, JobResult, Limits, Outcome, run_sandboxed
 
 
@@ -68,7 +69,7 @@ class _Running:
     limits: Limits
 
 
-class RayExecutor:
+class RayExecutor(JobSlots):
     """Up to `workers` sandboxed jobs at once as Ray tasks."""
 
     def __init__(
@@ -121,14 +122,6 @@ class RayExecutor:
         self._queue: deque[tuple[str, Callable[..., Any], tuple[Any, ...], Limits]] = deque()
         self._running: dict[str, _Running] = {}
         self._done: list[JobResult] = []
-
-    @property
-    def free_slots(self) -> int:
-        return max(0, self.workers - len(self._running) - len(self._queue))
-
-    @property
-    def pending(self) -> int:
-        return len(self._running) + len(self._queue)
 
     def submit(
         self, job_id: str, fn: Callable[..., Any], *args: Any, limits: Limits | None = None
