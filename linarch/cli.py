@@ -174,8 +174,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] in (["train"], ["lm-eval"]):  # these harnesses own their options
-        argv = [argv[0], "--", *argv[1:]]
+    if argv[:1] in (["train"], ["lm-eval"]) and argv[1:2] != ["--"]:
+        argv = [argv[0], "--", *argv[1:]]  # these harnesses own their options
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

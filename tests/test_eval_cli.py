@@ -94,3 +94,21 @@ def test_a_mixer_that_does_not_load_is_reported(tmp_path, lin_files, capsys):
     assert train_main([str(bad), "--no-baseline", "--preset", "tiny"]) == 1
     assert "error" in capsys.readouterr().err
     assert train_main([lin_files["linear_attention"], "--seeds", "0"]) == 2
+
+
+@pytest.mark.parametrize("command", ["train", "lm-eval"])
+def test_forwarded_commands_pass_their_arguments_with_or_without_a_separator(command,
+                                                                            monkeypatch):
+    import linarch.evaluation.cli
+    import linarch.evaluation.lm_eval_model
+
+    from linarch.cli import main
+
+    seen = []
+    target = {"train": (linarch.evaluation.cli, "train_main"),
+              "lm-eval": (linarch.evaluation.lm_eval_model, "lm_eval_main")}[command]
+    monkeypatch.setattr(*target, lambda argv: seen.append(argv) or 0)
+    args = ["x.lin", "--task", "mqar", "--", "--literal"]
+    assert main([command, *args]) == 0
+    assert main([command, "--", *args]) == 0
+    assert seen == [args, args]
