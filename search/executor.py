@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from linarch.search.config import ExecutorConfig
 from linarch.search.sandbox import DEFAULT_LIMITS, JobResult, Limits, Outcome, SandboxedJob
@@ -53,8 +53,8 @@ class _Queued:
 
 
 class JobSlots:
-    """Queued and running jobs counted against `workers` slots: the bookkeeping both executors
-    (this module's and `ray_executor`'s) share."""
+    """Queued and running jobs counted against `workers` slots, and `with` shutting the executor
+    down: what both executors (this module's and `ray_executor`'s) share."""
 
     workers: int
     _queue: deque
@@ -67,6 +67,15 @@ class JobSlots:
     @property
     def pending(self) -> int:
         return len(self._running) + len(self._queue)
+
+    def shutdown(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
 
 
 class LocalExecutor(JobSlots):
@@ -118,12 +127,6 @@ class LocalExecutor(JobSlots):
         for job in list(self._running.values()):
             job.kill(Outcome.ERROR, "executor shut down")
         self._running.clear()
-
-    def __enter__(self) -> LocalExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
 
     def _reap(self) -> None:
         for job_id, job in list(self._running.items()):

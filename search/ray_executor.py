@@ -152,12 +152,6 @@ class RayExecutor(JobSlots):
         if self._owns_ray and self._ray.is_initialized():
             self._ray.shutdown()
 
-    def __enter__(self) -> RayExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-
     def _fill(self) -> None:
         while self._queue and len(self._running) < self.workers:
             job_id, fn, args, limits = self._queue.popleft()
