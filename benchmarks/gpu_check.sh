@@ -2,7 +2,7 @@
 # The prepared GPU session: what a lent H100/H200 is spent on, in two short calls.
 #
 #   bash benchmarks/gpu_check.sh check   # kernel tests compiled on the card + layer agreement
-#   bash benchmarks/gpu_check.sh bench   # benchmarks/kernels.py (vs fla) + layer timings
+#   bash benchmarks/gpu_check.sh bench   # benchmarks/bench_kernels.py (vs fla) + layer timings
 #   bash benchmarks/gpu_check.sh quick   # both in one call, ~8 minutes: kernel tests, then
 #                                        # the benchmark at T=4096 only, then layer timings
 #
@@ -37,16 +37,16 @@ ops="gated_delta_rule delta_rule gla simple_gla gated_deltanet_layer"
 case "$stage" in
     check)
         kernel_tests
-        timeout 100 python3 benchmarks/triton_layers.py --check 2>&1 | tee "$out/layer_check.log" ;;
+        timeout 100 python3 benchmarks/bench_triton_layers.py --check 2>&1 | tee "$out/layer_check.log" ;;
     bench)
-        timeout 330 python3 benchmarks/kernels.py --ops $ops 2>&1 | tee "$out/kernels_bench.log"
-        timeout 120 python3 benchmarks/triton_layers.py --lengths 1000 2>&1 \
+        timeout 330 python3 benchmarks/bench_kernels.py --ops $ops 2>&1 | tee "$out/kernels_bench.log"
+        timeout 120 python3 benchmarks/bench_triton_layers.py --lengths 1000 2>&1 \
             | tee "$out/layers_bench.log" ;;
     quick)
         kernel_tests
-        timeout 230 python3 benchmarks/kernels.py --quick --ops $ops 2>&1 \
+        timeout 230 python3 benchmarks/bench_kernels.py --quick --ops $ops 2>&1 \
             | tee "$out/kernels_bench.log"
-        timeout 80 python3 benchmarks/triton_layers.py --lengths 1000 2>&1 \
+        timeout 80 python3 benchmarks/bench_triton_layers.py --lengths 1000 2>&1 \
             | tee "$out/layers_bench.log" ;;
     *) echo "usage: bash benchmarks/gpu_check.sh check|bench|quick"; exit 2 ;;
 esac

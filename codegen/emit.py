@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import networkx as nx
+
 from linarch.codegen.names import param_path
 from linarch.dsl.ir import Node, Op
 from linarch.dsl.types import Kind, Type, shapes_equal

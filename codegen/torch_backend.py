@@ -17,6 +17,7 @@ from importlib import resources
 
 import jinja2
 import networkx as nx
+
 from linarch.codegen import chunk_lowering
 from linarch.codegen.emit import ACTS, TIME_OPS, CodegenError, Ctx, Emitter
 from linarch.codegen.names import param_path, value_names

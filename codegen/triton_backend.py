@@ -51,8 +51,8 @@ class _TritonGenerator(_Generator):
 
     # the kernel mapping ------------------------------------------------------------------
     def kernel_call(self, tr: Transition, em) -> KernelCall:
-        from linarch.kernels import KernelSpec
-        from linarch.kernels import Transition as KT
+        from linarch.kernels.spec import KernelSpec
+        from linarch.kernels.spec import Transition as KT
 
         if len(tr.steps) != 1 or tr.cls not in (
                 TClass.IDENTITY, TClass.CONSTANT_DECAY, TClass.SCALAR_DECAY,
@@ -167,7 +167,8 @@ class _TritonGenerator(_Generator):
         except (cl.NoChunkForm, CodegenError):
             super()._state_block(upd, out)
             return
-        from linarch.kernels import KernelOptions, render_kernels
+        from linarch.kernels.render import render_kernels
+        from linarch.kernels.spec import KernelOptions
 
         options = KernelOptions(chunk_size=self.triton.chunk_size, dtype=self.triton.dtype,
                                 autotune=self.triton.autotune)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 
 import networkx as nx
+
 from linarch.dsl.ir import ROOTS, Module, Node, Op
 
 

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any
 
 import networkx as nx
+
 from linarch.dsl.source import Source, Span
 
 

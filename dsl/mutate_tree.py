@@ -21,7 +21,7 @@ from linarch.dsl.parser import parse
 from linarch.dsl.pipeline import Result, analyse
 from linarch.dsl.printer import format_expr, format_program
 from linarch.dsl.source import Source
-from linarch.grammar import KEYWORDS
+from linarch.grammar.lalr import KEYWORDS
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,12 @@ import re
 
 from lark import Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
 from linarch.dsl import syntax as ast
 from linarch.dsl.diagnostics import Reporter
 from linarch.dsl.lines import LogicalLine, split
 from linarch.dsl.source import Source, Span
-from linarch.grammar import KEYWORDS, line_parser
+from linarch.grammar.lalr import KEYWORDS, line_parser
 
 TERMINAL_TEXT = {
     "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`", "COLON": "`:`",

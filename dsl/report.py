@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sympy as sp
+
 from linarch.dsl.ir import Op
 from linarch.dsl.passes.causality import Reach
 from linarch.dsl.passes.complexity import C_SYMBOL

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 import sympy as sp
+
 from linarch.dsl.intervals import Interval
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import sympy as sp
+
 from linarch.dsl.ir import Module
 from linarch.dsl.types import Type
 

@@ -26,11 +26,9 @@ DEFAULT_BASELINE = "deltanet.lin"
 
 def default_baseline() -> Path | None:
     """examples/deltanet.lin as installed with linarch, if present."""
-    try:
-        import linarch.examples as examples
-    except ImportError:
-        return None
-    path = Path(examples.__file__).parent / DEFAULT_BASELINE
+    from linarch.api import example_path
+
+    path = example_path(DEFAULT_BASELINE.removesuffix(".lin"))
     return path if path.is_file() else None
 
 

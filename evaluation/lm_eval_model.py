@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from linarch.models import LinarchForCausalLM
 from lm_eval import models as lm_eval_backends
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from linarch.models.modeling import LinarchForCausalLM
 
 from .tokenizer import load_tokenizer
 

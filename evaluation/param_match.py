@@ -12,8 +12,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from linarch.models import mlp_width
 from torch import nn
+
+from linarch.models.configuration import mlp_width
 
 from .mixers import MixerSpec
 from .problems import ModelShape, Problem

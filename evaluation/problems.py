@@ -15,8 +15,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from linarch.models import LinarchConfig, LinarchForCausalLM, MixerAutoEncoder
 from torch import nn
+
+from linarch.models.autoencoder import MixerAutoEncoder
+from linarch.models.configuration import LinarchConfig
+from linarch.models.modeling import LinarchForCausalLM
 
 from .mad import MADSetting, generate_mad, macro_accuracy
 from .mixers import MixerSpec

@@ -24,6 +24,7 @@ _API = {
     "check": "linarch.api",
     "compile": "linarch.api",
     "crossover": "linarch.api",
+    "example_path": "linarch.api",
     "format_source": "linarch.api",
     "generate": "linarch.api",
     "load_source": "linarch.api",

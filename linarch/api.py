@@ -24,6 +24,14 @@ from linarch.dsl.unit import Options
 Sourceish = str | Path | Source
 
 
+EXAMPLES = Path(__file__).parent / "examples"
+
+
+def example_path(name: str) -> Path:
+    """The shipped example `name` (`deltanet`, `gated_deltanet` ...), as installed with linarch."""
+    return EXAMPLES / f"{name}.lin"
+
+
 def load_source(path_or_source: Sourceish) -> Source:
     """A path (``Path``, or a one-line string ending in .lin) is read; other strings are DSL."""
     if isinstance(path_or_source, Source):

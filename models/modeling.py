@@ -3,6 +3,8 @@
 `LinarchModel` is the backbone (embedding, blocks, final norm); `LinarchForCausalLM` adds the head,
 the loss and `generate()`. Mixer layers are rebuilt from the DSL source stored in the config, so
 `from_pretrained` works for any mixer the compiler (or the installed resolver) can build.
+Importing this module registers the "linarch" model type with AutoConfig and
+AutoModelForCausalLM.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    GenerationMixin,
+    PreTrainedModel,
+)
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
@@ -308,3 +316,9 @@ __all__ = [
     "LinarchPreTrainedModel",
     "SwiGLU",
 ]
+
+
+# Importing this module makes "linarch" a model type that transformers' Auto classes know.
+AutoConfig.register("linarch", LinarchConfig, exist_ok=True)
+AutoModel.register(LinarchConfig, LinarchModel, exist_ok=True)
+AutoModelForCausalLM.register(LinarchConfig, LinarchForCausalLM, exist_ok=True)

@@ -113,17 +113,17 @@ def _task_and_preset(job: EvalJob) -> tuple[str, str]:
 
 
 def _trained(job: EvalJob) -> EvalResult:
+    from linarch.api import example_path
     from linarch.evaluation.mixers import mixer_from_dsl
     from linarch.evaluation.param_match import match_width
     from linarch.evaluation.results import Outcome
     from linarch.evaluation.stats import paired_comparison
     from linarch.evaluation.trainer import train_problem
-    from linarch.examples import __file__ as examples_init
 
     task, preset = _task_and_preset(job)
     budget = _budget(job.stage, preset, task)
     candidate = mixer_from_dsl(job.source)
-    baseline = mixer_from_dsl(Path(examples_init).parent / "deltanet.lin")
+    baseline = mixer_from_dsl(example_path("deltanet"))
     cache = _BaselineCache(job)
     cand_scores: dict[int, list[float]] = {s: [] for s in job.seeds}
     base_scores: dict[int, list[float]] = {s: [] for s in job.seeds}

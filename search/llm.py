@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+
 from linarch.search.config import LLMConfig
 from linarch.search.jsonl import JsonlWriter, read_jsonl
 from linarch.search.ledger import CostLedger, LLMError

@@ -13,11 +13,10 @@ import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from linarch.api import MutationError, crossover, mutate
 from linarch.search.cognition import MemoryEntry
 from linarch.search.proposer import Proposal
 from linarch.search.records import Candidate
-
-from linarch.api import MutationError, crossover, mutate
 
 if TYPE_CHECKING:
     from linarch.search.session import ProposerContext

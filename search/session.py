@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from linarch.api import example_path
 from linarch.search.analyzer import Analyzer
 from linarch.search.cognition import load_cognition
 from linarch.search.config import (
@@ -58,12 +59,6 @@ def resolve(spec: str) -> Any:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as err:
         raise ConfigError(f"cannot load {spec!r}: {err}") from err
-
-
-def example_path(name: str) -> Path:
-    import linarch.examples
-
-    return Path(linarch.examples.__file__).parent / f"{name}.lin"
 
 
 ABLATIONS = ("best-of-n",)

@@ -1,4 +1,4 @@
-"""Test-wide setup: tests/ on sys.path (for the shared `oracles` helpers) and one torch thread."""
+"""Test-wide setup: tests/ on sys.path (for the helpers in `linarch_testing`), one torch thread."""
 
 import sys
 from pathlib import Path

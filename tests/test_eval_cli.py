@@ -6,9 +6,10 @@ import json
 import sqlite3
 from statistics import fmean
 
-import mixers_for_tests as mt
 import pytest
+
 from linarch.evaluation.cli import train_main
+from linarch_testing import mixers as mt
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -101,7 +102,6 @@ def test_forwarded_commands_pass_their_arguments_with_or_without_a_separator(com
                                                                             monkeypatch):
     import linarch.evaluation.cli
     import linarch.evaluation.lm_eval_model
-
     from linarch.cli import main
 
     seen = []

@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import math
 
-import mixers_for_tests as mt
 import pytest
 import torch
 
+from linarch_testing import mixers as mt
+
 lm_eval = pytest.importorskip("lm_eval")
-from linarch.evaluation.lm_eval_model import LinarchLM  # noqa: E402
-from linarch.evaluation.tokenizer import byte_tokenizer  # noqa: E402
-from linarch.models import LinarchForCausalLM  # noqa: E402
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.tasks import TaskManager  # noqa: E402
+
+from linarch.evaluation.lm_eval_model import LinarchLM  # noqa: E402
+from linarch.evaluation.tokenizer import byte_tokenizer  # noqa: E402
+from linarch.models.modeling import LinarchForCausalLM  # noqa: E402
 
 QUESTIONS = [
     {"question": "Which word names a colour?", "choices": ["red", "run", "rain"], "answer": 0},

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import mixers_for_tests as mt
 import pytest
+
 from linarch.evaluation.mad import MADTask, benchmark_settings
 from linarch.evaluation.mqar import MQARSetting
 from linarch.evaluation.param_match import count_parameters, match_width, shape_parameters
 from linarch.evaluation.problems import MADProblem, ModelShape, MQARProblem
+from linarch_testing import mixers as mt
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from linarch.evaluation.stats import Verdict, paired_comparison, t_cdf, t_quantile
 
 stats = pytest.importorskip("scipy.stats")

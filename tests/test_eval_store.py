@@ -6,10 +6,11 @@ import multiprocessing
 import os
 import sqlite3
 
-import mixers_for_tests as mt
 import pytest
+
 from linarch.evaluation.store import ExperimentRecord, ExperimentStore, RunRecord
 from linarch.evaluation.store_schema import EVALUATION, EVALUATION_MIGRATIONS, Migration
+from linarch_testing import mixers as mt
 
 
 def run_record(mixer_id: int, seed: int, **overrides) -> RunRecord:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import math
 
-import mixers_for_tests as mt
 import numpy as np
 import pytest
 import torch
+from transformers import AutoTokenizer
+
 from linarch.evaluation.problems import LMProblem, ModelShape
 from linarch.evaluation.text_data import TextSource, load_corpus, stdlib_documents
 from linarch.evaluation.tokenizer import BYTE_VOCAB, byte_tokenizer, encode
-from transformers import AutoTokenizer
+from linarch_testing import mixers as mt
 
 SAMPLE = "def f(x):\n\treturn 'héllo ∑ 😀'  # bytes\n"
 

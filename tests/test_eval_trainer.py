@@ -6,15 +6,16 @@ import json
 import math
 from dataclasses import replace
 
-import mixers_for_tests as mt
 import pytest
 import torch
+
 from linarch.evaluation.mixers import MixerSpec
 from linarch.evaluation.mqar import MQARSetting
 from linarch.evaluation.problems import ModelShape, MQARProblem
 from linarch.evaluation.results import Outcome
 from linarch.evaluation.trainer import TrainConfig, train_problem
-from linarch.models import LinarchForCausalLM
+from linarch.models.modeling import LinarchForCausalLM
+from linarch_testing import mixers as mt
 
 SHAPE = ModelShape(32, 2, 2, use_mlp=False)
 

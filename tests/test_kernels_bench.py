@@ -1,5 +1,5 @@
-"""The CPU side of benchmarks/kernels.py: FLOP and byte models, the table, the no-GPU exit, and
-that every benchmarked spec's generated entry point takes the inputs the script passes."""
+"""The CPU side of benchmarks/bench_kernels.py: FLOP and byte models, the table, the no-GPU exit,
+and that every benchmarked spec's generated entry point takes the inputs the script passes."""
 
 import importlib.util
 import inspect
@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from linarch.kernels import KernelOptions, Transition, load_kernels
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "kernels.py"
+from linarch.kernels.loader import load_kernels
+from linarch.kernels.spec import KernelOptions, Transition
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
 
 
 @pytest.fixture(scope="module")

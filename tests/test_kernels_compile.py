@@ -6,7 +6,8 @@ the diagonal-decay path."""
 import os
 
 import pytest
-from linarch.kernels import GateFn, KernelOptions, KernelSpec, RateFn, Transition
+
+from linarch.kernels.spec import GateFn, KernelOptions, KernelSpec, RateFn, Transition
 
 triton = pytest.importorskip("triton")
 TOOLS = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")

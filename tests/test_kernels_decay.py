@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from linarch.kernels import GateFn, KernelSpec, Transition, write_kernels
 from test_kernels_support import (
     TOLERANCE,
     Case,
@@ -18,6 +17,9 @@ from test_kernels_support import (
     rel_err,
     run_jobs,
 )
+
+from linarch.kernels.loader import write_kernels
+from linarch.kernels.spec import GateFn, KernelSpec, Transition
 
 LINEAR = KernelSpec("linear_attn", Transition.IDENTITY)
 LINEAR_L2 = KernelSpec("linear_attn_l2", Transition.IDENTITY, l2norm_qk=True)

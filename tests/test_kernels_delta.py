@@ -7,8 +7,9 @@ ragged lengths, one- to four-block chunks, a non-power-of-two head dim, NaN-pois
 
 import pytest
 import torch
-from linarch.kernels import GateFn, KernelSpec, RateFn, Transition
 from test_kernels_support import Case, compare_cases
+
+from linarch.kernels.spec import GateFn, KernelSpec, RateFn, Transition
 
 GDN = KernelSpec("gated_deltanet", Transition.GATED_DELTA, l2norm_qk=True, gate=GateFn.MAMBA,
                  rate=RateFn.SIGMOID)

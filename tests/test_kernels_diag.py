@@ -4,8 +4,9 @@ gradients of q, k, v, the per-channel gate and the initial state, under the Trit
 
 import pytest
 import torch
-from linarch.kernels import GateFn, KernelSpec, SpecError, Transition
 from test_kernels_support import Case, compare_cases
+
+from linarch.kernels.spec import GateFn, KernelSpec, SpecError, Transition
 
 GLA = KernelSpec("gla", Transition.DIAGONAL_DECAY, gate=GateFn.LOGSIGMOID_SCALED)
 GLA_LOG = KernelSpec("gla_log", Transition.DIAGONAL_DECAY)

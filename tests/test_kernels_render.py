@@ -10,20 +10,25 @@ import time
 
 import jinja2
 import pytest
-from linarch.kernels import (
+
+from linarch.kernels.loader import write_kernels
+from linarch.kernels.render import (
+    RenderError,
+    _environment,
+    check_rendered,
+    input_names,
+    render_kernels,
+    template_context,
+)
+from linarch.kernels.spec import (
     GateFn,
     KernelOptions,
     KernelSpec,
     RateFn,
-    RenderError,
     SpecError,
     Transition,
-    input_names,
-    render_kernels,
     spec_hash,
-    write_kernels,
 )
-from linarch.kernels.render import _environment, check_rendered, template_context
 
 
 def all_specs() -> list[KernelSpec]:
@@ -79,7 +84,8 @@ def test_every_valid_spec_renders_a_standalone_module(options):
 def test_rendering_is_deterministic_across_calls_and_processes():
     source = render_kernels(GDN)
     assert render_kernels(GDN) == source
-    code = ("import sys; from linarch.kernels import *; sys.stdout.write(render_kernels("
+    code = ("import sys; from linarch.kernels.render import *; "
+            "from linarch.kernels.spec import *; sys.stdout.write(render_kernels("
             "KernelSpec('gated_deltanet', Transition.GATED_DELTA, l2norm_qk=True, "
             "gate=GateFn.MAMBA, rate=RateFn.SIGMOID)))")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -88,7 +94,8 @@ def test_rendering_is_deterministic_across_calls_and_processes():
 
 
 def test_rendering_takes_under_half_a_second_even_cold():
-    code = ("import time; t = time.perf_counter(); from linarch.kernels import *; "
+    code = ("import time; t = time.perf_counter(); from linarch.kernels.render import *; "
+            "from linarch.kernels.spec import *; "
             "render_kernels(KernelSpec('gla', Transition.DIAGONAL_DECAY)); "
             "print(time.perf_counter() - t)")
     cold = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -31,15 +31,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from linarch.kernels import (
-    GateFn,
-    KernelOptions,
-    KernelSpec,
-    RateFn,
-    Transition,
-    write_kernels,
-)
 from torch.overrides import TorchFunctionMode
+
+from linarch.kernels.loader import write_kernels
+from linarch.kernels.spec import GateFn, KernelOptions, KernelSpec, RateFn, Transition
 
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2}  # max |x - ref| / max |ref|
 DTYPE_NAME = {torch.float32: "fp32", torch.float16: "fp16"}

@@ -4,8 +4,9 @@ final states, including a one-token sequence and one that ends mid-chunk.
 """
 
 import pytest
-from linarch.kernels import GateFn, KernelSpec, RateFn, Transition
 from test_kernels_support import Case, compare_cases
+
+from linarch.kernels.spec import GateFn, KernelSpec, RateFn, Transition
 
 GDN = KernelSpec("gated_deltanet", Transition.GATED_DELTA, l2norm_qk=True, gate=GateFn.MAMBA,
                  rate=RateFn.SIGMOID)

@@ -4,8 +4,10 @@ kernel worker really keeps linarch and fla out of generated modules."""
 
 import pytest
 import torch
-from linarch.kernels import GateFn, KernelOptions, KernelSpec, RateFn, Transition, load_kernels
 from test_kernels_support import run_jobs
+
+from linarch.kernels.loader import load_kernels
+from linarch.kernels.spec import GateFn, KernelOptions, KernelSpec, RateFn, Transition
 
 GDN = KernelSpec("gated_deltanet", Transition.GATED_DELTA, l2norm_qk=True, gate=GateFn.MAMBA,
                  rate=RateFn.SIGMOID)

@@ -4,8 +4,9 @@ prefix), and every way to read a later token or another example rejected at the 
 from __future__ import annotations
 
 import pytest
-from lang_support import analysis, codes, diagnostics, mixer, only, spanned
+
 from linarch.dsl.passes.causality import Dep, Reach
+from linarch_testing.lang import analysis, codes, diagnostics, mixer, only, spanned
 
 CONV = ("        o_proj : linear(H * d -> hidden_size)",
         "        o_proj : linear(H * d -> hidden_size)\n"

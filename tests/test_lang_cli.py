@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from lang_support import BASE, mixer
-from linarch.dsl.diagnostics import CODES
 
 from linarch.cli import main
+from linarch.dsl.diagnostics import CODES
+from linarch_testing.lang import BASE, mixer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.lin"))

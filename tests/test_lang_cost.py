@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from lang_support import analysis, codes, diagnostics, mixer, only, spanned, with_update
-from linarch.dsl.passes.complexity import transition_flops
 
 from linarch.api import analyze
+from linarch.dsl.passes.complexity import transition_flops
+from linarch_testing.lang import analysis, codes, diagnostics, mixer, only, spanned, with_update
 
 DELTANET = Path(__file__).resolve().parent.parent / "examples" / "deltanet.lin"
 QUADRATIC = ("    H = num_heads", "    complexity quadratic\n    H = num_heads")

@@ -11,11 +11,12 @@ import re
 from pathlib import Path
 
 import pytest
-from lang_support import diagnostics
+
 from linarch.dsl.builtins import BUILTINS
 from linarch.dsl.diagnostics import CODES
 from linarch.dsl.params import PARAM_KINDS
 from linarch.dsl.passes.transitions import ALGORITHMS, TClass
+from linarch_testing.lang import diagnostics
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "language.md"

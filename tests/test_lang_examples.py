@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from linarch.dsl.passes.transitions import Gate, TClass
 
 from linarch.api import analyze, show
+from linarch.dsl.passes.transitions import Gate, TClass
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -16,6 +16,9 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from linarch.api import format_source, show
+from linarch.cli import main
 from linarch.dsl.builtins import BUILTINS
 from linarch.dsl.diagnostics import CODES, LinarchError, sort_key
 from linarch.dsl.ir import graphs_equal, verify
@@ -23,9 +26,6 @@ from linarch.dsl.params import PARAM_KINDS
 from linarch.dsl.pipeline import analyse
 from linarch.dsl.source import Source
 from linarch.dsl.unparse import to_text
-
-from linarch.api import format_source, show
-from linarch.cli import main
 
 EXAMPLES = [p.read_text(encoding="utf-8")
             for p in sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.lin"))]

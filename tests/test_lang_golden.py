@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 
 import pytest
-from linarch.dsl.diagnostics import CODES, Severity
 
 from linarch.cli import main
+from linarch.dsl.diagnostics import CODES, Severity
 
 GOLDEN = Path(__file__).parent / "golden" / "diagnostics"
 CASES = sorted(GOLDEN.glob("*.lin"))

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+from linarch.api import format_source
 from linarch.dsl.diagnostics import Reporter
 from linarch.dsl.hashing import structural_hash, wl_hash
 from linarch.dsl.ir import graphs_equal, verify
@@ -16,8 +18,6 @@ from linarch.dsl.pipeline import PASSES, analyse
 from linarch.dsl.source import Source
 from linarch.dsl.unit import Options, Unit
 from linarch.dsl.unparse import to_text
-
-from linarch.api import format_source
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NAMES = sorted(p.stem for p in EXAMPLES.glob("*.lin"))

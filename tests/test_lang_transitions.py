@@ -5,8 +5,9 @@ the reason."""
 from __future__ import annotations
 
 import pytest
-from lang_support import analysis, codes, only, spanned, with_update
+
 from linarch.dsl.passes.transitions import Gate, TClass
+from linarch_testing.lang import analysis, codes, only, spanned, with_update
 
 # In the programs: q, k unit [H, d]; v [H, d]; beta in [0, 1] per head; g <= 0 per head;
 # gk <= 0 per key channel [H, d].

@@ -10,10 +10,11 @@ import math
 
 import pytest
 import sympy as sp
-from lang_support import BASE, analysis, codes, diagnostics, mixer, only, spanned
+
 from linarch.dsl.intervals import INF, Interval
 from linarch.dsl.passes.stability import max_safe_chunk
 from linarch.dsl.types import Kind, broadcast
+from linarch_testing.lang import BASE, analysis, codes, diagnostics, mixer, only, spanned
 
 HEAD_DIM = (("mixer M(hidden_size = 64, num_heads = 2):",
              "mixer M(hidden_size = 64, num_heads = 2, head_dim = 16):"),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from linarch.models import LinarchCache
 from transformers.cache_utils import Cache
+
+from linarch.models.cache import LinarchCache
 
 
 def filled_cache() -> LinarchCache:

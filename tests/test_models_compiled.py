@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from linarch.evaluation.mixers import mixer_from_dsl
-from linarch.models import LinarchConfig, LinarchForCausalLM
 from transformers import AutoModelForCausalLM
 
 import linarch
+from linarch.evaluation.mixers import mixer_from_dsl
+from linarch.models.configuration import LinarchConfig
+from linarch.models.modeling import LinarchForCausalLM
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NAMES = ["deltanet", "gated_deltanet", "mamba2", "rwkv7"]

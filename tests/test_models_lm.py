@@ -5,18 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
-import mixers_for_tests as mt
 import pytest
 import torch
-from linarch.models import (
-    LinarchCache,
-    LinarchConfig,
-    LinarchForCausalLM,
-    MixerAutoEncoder,
-    mlp_width,
-)
 from transformers import AutoConfig, AutoModelForCausalLM
+
+from linarch.models.autoencoder import MixerAutoEncoder
+from linarch.models.cache import LinarchCache
+from linarch.models.configuration import LinarchConfig, mlp_width
+from linarch.models.modeling import LinarchForCausalLM
+from linarch_testing import mixers as mt
 
 MIXERS = sorted(mt.MIXERS)
 
@@ -139,8 +138,8 @@ def test_a_fresh_process_loads_with_trust_remote_code(tmp_path):
     make("softmax_attention").save_pretrained(tmp_path)
     code = textwrap.dedent(f"""
         import sys
-        sys.path.insert(0, {str(mt.__file__.rsplit('/', 1)[0])!r})
-        import mixers_for_tests as mt
+        sys.path.insert(0, {str(Path(mt.__file__).parents[1])!r})
+        from linarch_testing import mixers as mt
         from linarch.models.resolver import set_layer_resolver
         set_layer_resolver(mt.resolve)
         from transformers import AutoModelForCausalLM

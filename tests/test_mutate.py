@@ -11,17 +11,15 @@ import os
 import random
 import subprocess
 import sys
-from pathlib import Path
 
-import linarch.examples
 import pytest
+
+import linarch
+from linarch.api import EXAMPLES as FOLDER
 from linarch.dsl import mutate as engine
 from linarch.dsl.mutate_ops import OPERATORS
 
-import linarch
-
-EXAMPLES = {p.stem: p.read_text() for p in
-            sorted(Path(linarch.examples.__file__).parent.glob("*.lin"))}
+EXAMPLES = {p.stem: p.read_text() for p in sorted(FOLDER.glob("*.lin"))}
 
 
 def _classes(a: linarch.Analysis) -> str:
@@ -119,7 +117,7 @@ print(json.dumps([mutate(a, s).source for s in range(4)] + [crossover(a, b, 7).s
 
 def test_mutate_does_not_depend_on_the_hash_seed():
     """The proposer replays after a resume in a new process: string hashing must not matter."""
-    folder = Path(linarch.examples.__file__).parent
+    folder = FOLDER
     paths = [folder / "fusion_gated_fir.lin", folder / "gated_deltanet.lin"]
     a, b = (p.read_text() for p in paths)
     here = [engine.mutate(a, s).source for s in range(4)] + [engine.crossover(a, b, 7).source]

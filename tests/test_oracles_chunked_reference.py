@@ -1,7 +1,8 @@
-"""benchmarks/reference_chunked.py equals fla's naive recurrent references, in fp64, to 1e-10.
+"""benchmarks/bench_chunked_reference.py equals fla's naive recurrent references, in fp64, to 1e-10.
 
 fla's references cast to fp32 internally; they run here in fp64 under
-`oracles.fp64.promote_fp32_to_fp64`. Ragged lengths (1, 63, 100 with chunk 64) and head dim 60,
+`linarch_testing.oracles.fp64.promote_fp32_to_fp64`. Ragged lengths (1, 63, 100 with chunk 64)
+and head dim 60,
 forward outputs, final states and the gradients of every input, initial state included.
 """
 
@@ -13,13 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from oracles.deltanet import naive_core as delta_core
-from oracles.gated_deltanet import naive_core as gated_delta_core
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "reference_chunked.py"
-_spec = importlib.util.spec_from_file_location("reference_chunked", _PATH)
-reference_chunked = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(reference_chunked)
+from linarch_testing.oracles.deltanet import naive_core as delta_core
+from linarch_testing.oracles.gated_deltanet import naive_core as gated_delta_core
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_chunked_reference.py"
+_spec = importlib.util.spec_from_file_location("bench_chunked_reference", _PATH)
+bench_chunked_reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_chunked_reference)
 
 B, H, D_K, D_V = 2, 2, 60, 60
 TOL = dict(rtol=1e-10, atol=1e-10)
@@ -55,9 +57,9 @@ def test_chunked_reference_matches_fla_naive(length, gated):
     probe = torch.randn(B, length, H, D_V, dtype=torch.float64)
     probe_state = torch.randn(B, H, D_K, D_V, dtype=torch.float64)
     if gated:
-        chunked, naive = reference_chunked.chunk_gated_delta_rule, gated_delta_core
+        chunked, naive = bench_chunked_reference.chunk_gated_delta_rule, gated_delta_core
     else:
-        chunked, naive = reference_chunked.chunk_delta_rule, delta_core
+        chunked, naive = bench_chunked_reference.chunk_delta_rule, delta_core
 
     o_ref, s_ref, g_ref = _forward_and_grads(naive, inputs, probe, probe_state)
     o, s, grads = _forward_and_grads(chunked, inputs, probe, probe_state)
@@ -71,9 +73,9 @@ def test_chunked_reference_matches_fla_naive(length, gated):
 
 def test_chunked_reference_keeps_input_dtype_and_fp32_state():
     inputs = {name: t.detach().float() for name, t in _inputs(70, True, seed=1).items()}
-    o, state = reference_chunked.chunk_gated_delta_rule(**inputs)
+    o, state = bench_chunked_reference.chunk_gated_delta_rule(**inputs)
     assert o.dtype == torch.float32 and state.dtype == torch.float32
-    o64, state64 = reference_chunked.chunk_gated_delta_rule(
+    o64, state64 = bench_chunked_reference.chunk_gated_delta_rule(
         **{name: t.double() for name, t in inputs.items()})
     torch.testing.assert_close(o, o64.float(), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(state, state64.float(), rtol=1e-4, atol=1e-4)

@@ -19,7 +19,8 @@ from fla.ops.kda.naive import naive_chunk_kda
 from fla.ops.linear_attn.naive import naive_chunk_linear_attn
 from fla.ops.retention.naive import naive_retention
 from fla.ops.simple_gla.naive import naive_chunk_simple_gla, naive_parallel_simple_gla
-from oracles import (
+
+from linarch_testing.oracles import (
     comba,
     deltanet,
     gated_deltanet,
@@ -32,8 +33,8 @@ from oracles import (
     rwkv7,
     simple_gla,
 )
-from oracles.fp64 import promote_fp32_to_fp64
-from oracles.interpret import OpJob, run_interpreted
+from linarch_testing.oracles.fp64 import promote_fp32_to_fp64
+from linarch_testing.oracles.interpret import OpJob, run_interpreted
 
 B, H, K, V = 2, 2, 12, 10
 F64 = dict(rtol=1e-10, atol=1e-10)
@@ -188,7 +189,8 @@ def test_mamba2_oracle_matches_layer_torch_forward():
     torch_forward casts to fp32 internally, so it runs under the fp64 promotion mode.
     """
     from fla.layers import Mamba2
-    from oracles.common import rms_norm_gated_grouped
+
+    from linarch_testing.oracles.common import rms_norm_gated_grouped
 
     torch.manual_seed(0)
     layer = Mamba2(hidden_size=32, num_heads=2, head_dim=32, state_size=16, chunk_size=16)

@@ -1,7 +1,8 @@
 """The CPU oracles equal the real fla layers, run under the Triton interpreter.
 
 Every fla layer's own forward (fused_recurrent kernels, T <= 64, fp32, eval, no grad) runs in a
-TRITON_INTERPRET=1 subprocess with random weights; `oracles.reference_forward` must give the
+TRITON_INTERPRET=1 subprocess with random weights; `linarch_testing.oracles.reference_forward`
+must give the
 same output and final state from the same state_dict. Parameters that fla initialises to zero
 or one (o_proj of RWKV-7, LoRA down-projections, norm weights) are randomised so that no term
 can hide behind its initial value.
@@ -13,9 +14,10 @@ import importlib
 
 import pytest
 import torch
-from oracles import reference_forward
-from oracles.common import to_kv_first
-from oracles.interpret import LayerJob, run_interpreted
+
+from linarch_testing.oracles import reference_forward
+from linarch_testing.oracles.common import to_kv_first
+from linarch_testing.oracles.interpret import LayerJob, run_interpreted
 
 HIDDEN, HEADS = 32, 2
 

@@ -7,10 +7,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from linarch.search.archive import Archive, Rejection
 from linarch.search.novelty import similarity, wl_features, wl_graph_hash
 from linarch.search.records import Candidate, EvalResult, Profile, log2_bucket
-from search_fakes import toy_analyze, toy_source
+from linarch_testing.search_fakes import toy_analyze, toy_source
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -1,6 +1,7 @@
 """Executors: sandboxed jobs with time and memory limits, typed outcomes, kills that kill.
 
-The local pool and the Ray executor run the same jobs (search_fakes) and must give the same
+The local pool and the Ray executor run the same jobs (linarch_testing.search_fakes) and must give
+the same
 Outcome for each. Ray runs on loopback only: a local instance from ray.init, and a cluster
 from `ray start --head --node-ip-address=127.0.0.1` joined by address.
 """
@@ -20,10 +21,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-import search_fakes as jobs
+
 from linarch.search.config import ExecutorConfig
 from linarch.search.executor import LocalExecutor, make_executor
 from linarch.search.sandbox import Limits, Outcome, kill_tree
+from linarch_testing import search_fakes as jobs
 
 TESTS = str(Path(__file__).resolve().parent)
 
@@ -151,7 +153,7 @@ def test_jobs_die_with_the_process_that_started_them(tmp_path):
     pidfile = tmp_path / "job.pid"
     script = (
         f"import sys; sys.path.insert(0, {TESTS!r})\n"
-        "import search_fakes as jobs\n"
+        "from linarch_testing import search_fakes as jobs\n"
         "from linarch.search.executor import LocalExecutor\n"
         "if __name__ == '__main__':\n"
         f"    ex = LocalExecutor(workers=1, log_dir={str(tmp_path)!r})\n"
@@ -187,7 +189,7 @@ def ray_env(monkeypatch):
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # Ray sets it; restore afterwards
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    # Ray's workers start from the raylet's environment: that is how they import search_fakes
+    # Ray's workers start from the raylet's environment: that is how they import linarch_testing
     path = os.environ.get("PYTHONPATH")
     monkeypatch.setenv("PYTHONPATH", TESTS + (os.pathsep + path if path else ""))
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_openai_server import FakeOpenAIServer, drop, reply, slow, status
+
 from linarch.search.config import LLMConfig
 from linarch.search.jsonl import read_jsonl
 from linarch.search.ledger import BudgetExhausted, LLMError, Price
 from linarch.search.llm import EndpointDown, LLMClient, RequestRejected, tagged
 from linarch.search.templates import RenderedPrompt
+from linarch_testing.openai_server import FakeOpenAIServer, drop, reply, slow, status
 
 PROMPT = RenderedPrompt("unit.md", "unit/1", "0123456789ab", "be brief", "say hello")
 

@@ -14,8 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import search_fakes as fakes
-from fake_openai_server import FakeOpenAIServer, reply, status
+
 from linarch.search.executor import LocalExecutor
 from linarch.search.jsonl import read_jsonl
 from linarch.search.loop import Components, SearchLoop, SeedProgram
@@ -25,7 +24,15 @@ from linarch.search.sandbox import Limits
 from linarch.search.schema import connect
 from linarch.search.session import build_components
 from linarch.search.state import RunState
-from search_fakes import InlineExecutor, ToyMutationProposer, toy_analyze, toy_check, toy_source
+from linarch_testing import search_fakes as fakes
+from linarch_testing.openai_server import FakeOpenAIServer, reply, status
+from linarch_testing.search_fakes import (
+    InlineExecutor,
+    ToyMutationProposer,
+    toy_analyze,
+    toy_check,
+    toy_source,
+)
 
 TESTS = str(Path(__file__).resolve().parent)
 SEED = SeedProgram("toy_delta", toy_source("Base"))
@@ -53,15 +60,15 @@ workers = 2
 time_limit_s = 60
 [components]
 proposer = "{proposer}"
-check = "search_fakes:toy_check"
-analyze = "search_fakes:toy_analyze"
-evaluate = "search_fakes:toy_evaluate"
+check = "linarch_testing.search_fakes:toy_check"
+analyze = "linarch_testing.search_fakes:toy_analyze"
+evaluate = "linarch_testing.search_fakes:toy_evaluate"
 {extra}
 """
 
 
 def config_text(max_candidates=8, analyze="false", selection="ucb",
-                proposer="search_fakes:build_toy_proposer", extra=""):
+                proposer="linarch_testing.search_fakes:build_toy_proposer", extra=""):
     return CONFIG.format(max_candidates=max_candidates, analyze=analyze, selection=selection,
                          proposer=proposer, extra=extra)
 

@@ -7,6 +7,7 @@ import re
 import sqlite3
 
 import pytest
+
 from linarch.search.bm25 import BM25, tokenize
 from linarch.search.cognition import CognitionError, load_cognition, parse_entry
 from linarch.search.memory import Lesson, LessonStore, Memory

@@ -2,18 +2,16 @@
 and never an exception into the loop."""
 
 from dataclasses import replace
-from pathlib import Path
 from types import SimpleNamespace
 
-import linarch.examples
+import linarch
+from linarch.api import EXAMPLES
 from linarch.search.config import IslandConfig, RunConfig, SearchConfig
 from linarch.search.offline import OfflineProposer, build_offline_proposer
 from linarch.search.proposer import Proposer
 from linarch.search.records import Candidate, Profile
 
-import linarch
-
-FOLDER = Path(linarch.examples.__file__).parent
+FOLDER = EXAMPLES
 
 
 def _source(name: str) -> str:

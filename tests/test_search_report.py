@@ -6,14 +6,21 @@ import csv
 import re
 
 import pytest
+from test_search_loop import SEED, config_text
+
 from linarch.search import cli
 from linarch.search.loop import Components, SearchLoop
 from linarch.search.proposer import Proposal
 from linarch.search.records import EvalJob
 from linarch.search.report import best_so_far, collect, pareto_front, write_report
 from linarch.search.rundir import RunDir
-from search_fakes import InlineExecutor, ToyMutationProposer, toy_analyze, toy_check, toy_evaluate
-from test_search_loop import SEED, config_text
+from linarch_testing.search_fakes import (
+    InlineExecutor,
+    ToyMutationProposer,
+    toy_analyze,
+    toy_check,
+    toy_evaluate,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

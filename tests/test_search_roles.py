@@ -1,7 +1,7 @@
 """Prompt templates, answer extraction, and the researcher / engineer / analyzer roles.
 
 The roles talk to the scripted fake server through the real openai client; the compiler is
-the toy one from search_fakes (same diagnostic shape as linarch.check).
+the toy one from linarch_testing.search_fakes (same diagnostic shape as linarch.check).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_openai_server import FakeOpenAIServer, reply
+
 from linarch.search.analyzer import Analyzer, parse_analysis
 from linarch.search.cognition import MemoryEntry
 from linarch.search.config import LLMConfig
@@ -24,7 +24,8 @@ from linarch.search.records import Candidate, EvalResult, Profile
 from linarch.search.researcher import Researcher
 from linarch.search.schema import connect
 from linarch.search.templates import TemplateError, available_templates, load_template
-from search_fakes import toy_analyze, toy_check, toy_source
+from linarch_testing.openai_server import FakeOpenAIServer, reply
+from linarch_testing.search_fakes import toy_analyze, toy_check, toy_source
 
 REFERENCE = "REFERENCE-TEXT: mixer NAME / state CLASS / path KIND"
 GOOD = toy_source("Good", gate="scalar", paths=("memory", "fir 3"))

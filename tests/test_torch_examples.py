@@ -24,7 +24,8 @@ import copy
 import pytest
 import torch
 from torch.func import functional_call
-from torch_cases import (
+
+from linarch_testing.torch_cases import (
     EXAMPLES,
     HEAD_DIM_60,
     HIDDEN,

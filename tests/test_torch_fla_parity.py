@@ -6,10 +6,11 @@ log-linear attention, which have no .lin program yet):
 1. Cores. ``chunk_dplr``, the one generic chunk algorithm every generated layer calls, is fed
    each family's transition written in its DPLR form S_t = S_{t-1}(Diag(exp g) + a c^T) + v k^T
    and compared with fla's own naive reference for that family (``fla/ops/*/naive.py``, plain
-   PyTorch, run in fp64 through ``oracles.fp64``): outputs, final states, and the gradients of
+   PyTorch, run in fp64 through ``linarch_testing.oracles.fp64``): outputs, final states, and the
+   gradients of
    every core input.
 2. Layers. fla's layers need Triton and cannot run on this CPU, so the reference layer is
-   assembled from fla's naive ops and fla's own module weights: ``tests/oracles``
+   assembled from fla's naive ops and fla's own module weights: ``tests/linarch_testing/oracles``
    ``reference_forward(fla_layer, x)`` calls the fla layer's nn.Linear / nn.Conv1d / LoRA /
    GroupNorm submodules and parameters, rewrites the Triton-only pieces (short conv, RMSNorm,
    gated norms, in-kernel l2norm) in torch, and runs the recurrence through fla's naive.py
@@ -27,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from fla.layers.simple_gla import SimpleGatedLinearAttention
 from fla.ops.retention.naive import naive_retention
+
 from linarch.codegen.runtime import chunk_dplr, interleave
-from oracles import (
+from linarch_testing.oracles import (
     comba,
     deltanet,
     gated_deltanet,
@@ -42,8 +44,8 @@ from oracles import (
     rwkv7,
     simple_gla,
 )
-from oracles.fp64 import precision_context
-from torch_cases import layer_class, randomise, rel_err
+from linarch_testing.oracles.fp64 import precision_context
+from linarch_testing.torch_cases import layer_class, randomise, rel_err
 
 TOL = 1e-10
 B, T, H, K, V = 2, 45, 2, 12, 10  # T spans three chunks of 16, the last one padded

@@ -9,11 +9,11 @@ import re
 
 import pytest
 import torch
-from linarch.codegen.loader import load_class
-from torch_cases import EXAMPLES, example_path
 
 import linarch
 from linarch.cli import main as cli_main
+from linarch.codegen.loader import load_class
+from linarch_testing.torch_cases import EXAMPLES, example_path
 
 NAMES = sorted(EXAMPLES)
 ALLOWED_IMPORTS = {"math", "torch", "torch.nn", "torch.nn.functional"}

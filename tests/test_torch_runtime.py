@@ -14,8 +14,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from linarch.codegen.runtime import chunk_dplr, interleave
-from torch_cases import rel_err
+from linarch_testing.torch_cases import rel_err
 
 B, H, K, V = 2, 3, 60, 20
 

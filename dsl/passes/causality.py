@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 
 import sympy as sp
+
 from linarch.dsl.builtins import BUILTINS, Family
 from linarch.dsl.diagnostics import Reporter
 from linarch.dsl.ir import Node, Op

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import networkx as nx
 import sympy as sp
+
 from linarch.dsl.builtins import BUILTINS
 from linarch.dsl.diagnostics import Reporter
 from linarch.dsl.ir import Op

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 import networkx as nx
+
 from linarch.dsl.diagnostics import Reporter
 from linarch.dsl.ir import Module, Node, Op
 from linarch.dsl.printer import format_expr

@@ -13,6 +13,7 @@ import math
 from dataclasses import replace
 
 import sympy as sp
+
 from linarch.dsl import intervals as iv
 from linarch.dsl.builtins import BUILTINS, Family
 from linarch.dsl.diagnostics import Reporter

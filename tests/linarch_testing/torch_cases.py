@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from linarch.models.cache import LinarchCache
 
 import linarch
+from linarch.models.cache import LinarchCache
 
 EXAMPLES_DIR = Path(linarch.__file__).resolve().parent.parent / "examples"
 HIDDEN = 32

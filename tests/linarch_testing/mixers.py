@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from linarch.evaluation.mixers import MixerSpec, use_mixer_loader
 from linarch.models.resolver import use_layer_resolver
-from torch import nn
 
 
 def _causal_conv(x: torch.Tensor, conv: nn.Conv1d, window: torch.Tensor | None):
@@ -237,7 +238,7 @@ def install() -> Iterator[None]:
 
 def tiny_config(name: str = "linear_attention", **overrides):
     """A small LinarchConfig around test mixer `name`."""
-    from linarch.models import LinarchConfig
+    from linarch.models.configuration import LinarchConfig
 
     base = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_heads=2,
                 mixer_source=source_of(name), mixer_name=name)

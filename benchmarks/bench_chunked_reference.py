@@ -23,7 +23,7 @@ use_qk_l2norm_in_kernel does). Computation is fp32 (fp64 when the inputs are fp6
 has v's dtype, the final state is fp32/fp64. Padding T up to a multiple of 64 with beta = 0 and
 g = 0 leaves the result unchanged.
 
-Run `python benchmarks/reference_chunked.py` to time forward + backward at B=4, T=1024, H=4,
+Run `python benchmarks/bench_chunked_reference.py` to time forward + backward at B=4, T=1024, H=4,
 D=64 on one thread.
 """
 

@@ -1,7 +1,7 @@
 """CPU cost of the compiled PyTorch layers against references run in the same process, one thread.
 
-    python benchmarks/torch_cpu.py                 # the issue's sizes (a few minutes)
-    python benchmarks/torch_cpu.py --quick         # small sizes, a smoke run of every measure
+    python benchmarks/bench_torch_cpu.py                 # the issue's sizes (a few minutes)
+    python benchmarks/bench_torch_cpu.py --quick         # small sizes, a smoke run of every measure
 
 What is timed (B=4, T=1024, H=4, D=64; DeltaNet hidden 256 = H*D, Gated DeltaNet hidden 256,
 head_dim 64, expand_v 1 so that dk = dv = 64 in both):
@@ -10,7 +10,7 @@ head_dim 64, expand_v 1 so that dk = dv = 64 in both):
    layer (examples/deltanet.lin, examples/gated_deltanet.lin, mode="chunk") against a reference
    layer that is the *same* layer object with only its core swapped: the reference calls the
    compiled layer's own projections, short convolutions, norms and gates, then the hand-written
-   chunked delta rule of benchmarks/reference_chunked.py (UT transform with
+   chunked delta rule of benchmarks/bench_chunked_reference.py (UT transform with
    torch.linalg.solve_triangular) instead of the generated chunk path. The two outputs are
    checked equal first. A second line times the cores alone on identical inputs (q, k, v, beta,
    g -> o, final state): the generated core (operand set-up + chunk_dplr) against the reference.
@@ -44,7 +44,7 @@ import linarch
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from reference_chunked import chunk_delta_rule, chunk_gated_delta_rule  # noqa: E402
+from bench_chunked_reference import chunk_delta_rule, chunk_gated_delta_rule  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,7 @@ def measure_family(family: Family, sizes: Sizes) -> list[Row]:
                      "ref": train_step(lambda inp: family.reference(layer, inp), x)},
                     sizes.repeats)
     rows.append(Row(f"{family.name} layer fwd+bwd", times["ours"], times["ref"], "s", 1.1,
-                    f"{shape}; same layer, core swapped for reference_chunked"))
+                    f"{shape}; same layer, core swapped for bench_chunked_reference"))
 
     heads, dim = sizes.heads, sizes.head_dim
     q = torch.randn(sizes.batch, sizes.length, heads, dim, generator=gen)
@@ -269,7 +269,7 @@ def measure_family(family: Family, sizes: Sizes) -> list[Row]:
 
     times = compare({"ours": core_step(True), "ref": core_step(False)}, sizes.repeats)
     rows.append(Row(f"{family.name} core fwd+bwd", times["ours"], times["ref"], "s", 1.1,
-                    f"{shape}; chunk_dplr (+ operand set-up) vs reference_chunked"))
+                    f"{shape}; chunk_dplr (+ operand set-up) vs bench_chunked_reference"))
 
     times = compare({"ours": train_step(layer_forward(layer, "chunk"), x),
                      "ref": train_step(layer_forward(layer, "recurrent"), x)},

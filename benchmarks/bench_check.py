@@ -1,10 +1,10 @@
 """Time of `linarch check` per example, without interpreter start-up: the issue's target is under
 100 ms per file.
 
-    python benchmarks/check_speed.py                     # examples/*.lin, median of 20 runs
-    python benchmarks/check_speed.py --runs 50 examples/kda.lin
-    python benchmarks/check_speed.py --cold              # clear SymPy's cache before each run
-    python benchmarks/check_speed.py --check             # exit 1 if a file misses the target
+    python benchmarks/bench_check.py                     # examples/*.lin, median of 20 runs
+    python benchmarks/bench_check.py --runs 50 examples/kda.lin
+    python benchmarks/bench_check.py --cold              # clear SymPy's cache before each run
+    python benchmarks/bench_check.py --check             # exit 1 if a file misses the target
 
 Each file is checked once to warm up (the grammar is built once per process), then `--runs`
 times. The table gives medians: the wall time of the whole check, its CPU time (close to the wall
@@ -22,13 +22,14 @@ import sys
 import time
 from pathlib import Path
 
+from sympy.core.cache import clear_cache
+
 from linarch.dsl.diagnostics import Reporter
 from linarch.dsl.lower import lower
 from linarch.dsl.parser import parse
 from linarch.dsl.pipeline import PASSES
 from linarch.dsl.source import Source
 from linarch.dsl.unit import Options, Unit
-from sympy.core.cache import clear_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_MS = 100.0

@@ -82,13 +82,13 @@ def _child(payload: Path, result: Path) -> None:
 def run_interpreted(jobs: list[LayerJob | OpJob], timeout: float = 300.0) -> list:
     """Run the jobs in a TRITON_INTERPRET=1 subprocess; one result (or RuntimeError) per job."""
     env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
-    tests_dir = str(Path(__file__).resolve().parents[1])
+    tests_dir = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [tests_dir, env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as tmp:
         payload, result = Path(tmp, "jobs.pt"), Path(tmp, "results.pt")
         torch.save(jobs, payload)
         proc = subprocess.run(
-            [sys.executable, "-m", "oracles.interpret", str(payload), str(result)],
+            [sys.executable, "-m", "linarch_testing.oracles.interpret", str(payload), str(result)],
             env=env, capture_output=True, text=True, timeout=timeout,
         )
         if proc.returncode != 0:
@@ -97,6 +97,8 @@ def run_interpreted(jobs: list[LayerJob | OpJob], timeout: float = 300.0) -> lis
 
 
 if __name__ == "__main__":
-    from oracles.interpret import _child as child  # the jobs were pickled against this module
+    from linarch_testing.oracles.interpret import (
+        _child as child,  # the jobs were pickled against this module
+    )
 
     child(Path(sys.argv[1]), Path(sys.argv[2]))

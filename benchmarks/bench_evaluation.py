@@ -1,8 +1,9 @@
 """Wall time of the cheap measures: one seed of quick MQAR and quick LM on one CPU thread.
 
-    python benchmarks/evaluation.py                          # examples/deltanet.lin
-    python benchmarks/evaluation.py --mixer examples/gla.lin --tasks mqar --seeds 2
-    python benchmarks/evaluation.py --test-mixer linear_attention   # tests/mixers_for_tests.py
+    python benchmarks/bench_evaluation.py                          # examples/deltanet.lin
+    python benchmarks/bench_evaluation.py --mixer examples/gla.lin --tasks mqar --seeds 2
+    # a hand-written mixer of tests/linarch_testing/mixers.py:
+    python benchmarks/bench_evaluation.py --test-mixer linear_attention
 
 Prints, per task and seed, the wall time (data, model, training and evaluation) and the CPU
 time of the process (close to the wall time of an idle core when the machine is shared), the
@@ -13,13 +14,13 @@ The target is quick MQAR (2 layers, d_model 64) in at most 3 minutes per seed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
 
 import torch
+
 from linarch.evaluation.mixers import MixerSpec, load_mixer
 from linarch.evaluation.presets import Preset, TaskKind, budget_for
 from linarch.evaluation.trainer import train_problem
@@ -28,19 +29,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_mixer(name: str) -> tuple[MixerSpec, object]:
-    """A hand-written mixer from tests/mixers_for_tests.py, with its resolver installed."""
-    path = ROOT / "tests" / "mixers_for_tests.py"
-    spec = importlib.util.spec_from_file_location("mixers_for_tests", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mixers_for_tests"] = module
-    spec.loader.exec_module(module)
-    return module.spec(name), module.install()
+    """A hand-written mixer from tests/linarch_testing/mixers.py, with its resolver installed."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from linarch_testing import mixers
+
+    return mixers.spec(name), mixers.install()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mixer", default=str(ROOT / "examples" / "deltanet.lin"))
-    parser.add_argument("--test-mixer", default=None, help="a mixer of tests/mixers_for_tests.py")
+    parser.add_argument("--test-mixer", default=None,
+                        help="a mixer of tests/linarch_testing/mixers.py")
     parser.add_argument("--tasks", nargs="+", default=["mqar", "lm"],
                         choices=[t.value for t in TaskKind])
     parser.add_argument("--preset", default="quick", choices=[p.value for p in Preset])

@@ -1,8 +1,8 @@
 """Time the generated Triton kernels against flash-linear-attention's on one GPU.
 
-    python benchmarks/kernels.py            # B=8, H=16, K=V=128, bf16, T in (4096, 16384)
-    python benchmarks/kernels.py --quick    # T=4096 only
-    python benchmarks/kernels.py --ops gated_delta_rule simple_gla
+    python benchmarks/bench_kernels.py            # B=8, H=16, K=V=128, bf16, T in (4096, 16384)
+    python benchmarks/bench_kernels.py --quick    # T=4096 only
+    python benchmarks/bench_kernels.py --ops gated_delta_rule simple_gla
 
 For each op (fla's chunk_delta_rule, chunk_gated_delta_rule, chunk_gla, chunk_simple_gla and the
 linarch spec with the same math) it first checks that both agree on outputs and gradients at the
@@ -25,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from linarch.kernels import GateFn, KernelOptions, KernelSpec, RateFn, Transition, load_kernels
+
+from linarch.kernels.loader import load_kernels
+from linarch.kernels.spec import GateFn, KernelOptions, KernelSpec, RateFn, Transition
 
 SHAPE = {"B": 8, "H": 16, "K": 128, "V": 128}
 LENGTHS = (4096, 16384)
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                         choices=[op.name for op in OPS])
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
-        print("benchmarks/kernels.py: no CUDA GPU here, nothing to time "
+        print("benchmarks/bench_kernels.py: no CUDA GPU here, nothing to time "
               "(the generated kernels run on CPU only under TRITON_INTERPRET=1, far too slowly "
               "to benchmark). Run this on a machine with an NVIDIA GPU.")
         return 0

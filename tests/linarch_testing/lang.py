@@ -6,12 +6,11 @@ what it changes; ``codes`` and ``analysis`` run the front end on it.
 
 from __future__ import annotations
 
+from linarch.api import check
 from linarch.dsl.diagnostics import Diagnostic
 from linarch.dsl.pipeline import Result, analyse
 from linarch.dsl.source import Source
 from linarch.dsl.unit import Options
-
-from linarch.api import check
 
 # A DeltaNet without convolutions: q, k unit vectors, beta in [0, 1], one [H, d, d] state.
 BASE = """\

@@ -1,7 +1,7 @@
 """Check the Triton target's layers against the PyTorch target on one GPU, then time both.
 
-    python benchmarks/triton_layers.py            # check, then time at B=8, T=4096, hidden 1024
-    python benchmarks/triton_layers.py --check    # the check only
+    python benchmarks/bench_triton_layers.py          # check, then time: B=8, T=4096, hidden 1024
+    python benchmarks/bench_triton_layers.py --check  # the check only
 
 The check: for each example with a fused kernel, the layer `linarch compile --target triton`
 writes (kernels in fp32, autotuned) and the PyTorch target's layer hold the same weights and run
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--device cpu needs TRITON_INTERPRET=1 (and checks only)")
         args.check = True
     elif not torch.cuda.is_available():
-        print("benchmarks/triton_layers.py: no CUDA GPU here, nothing to check or time.")
+        print("benchmarks/bench_triton_layers.py: no CUDA GPU here, nothing to check or time.")
         return 0
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

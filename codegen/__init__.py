@@ -1,2 +1,0 @@
-"""Code generation: checked IR -> PyTorch modules (``torch_backend``) and Triton kernels
-(``linarch.kernels``)."""
