@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from linarch.kernels.loader import load_kernels
-from linarch.kernels.spec import KernelOptions, Transition
+from linarch.kernels.spec import KernelOptions, KernelSpec, Transition
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_kernels.py"
 
@@ -24,26 +24,38 @@ def bench():
     return module
 
 
+def spec(transition: str, **kwargs) -> KernelSpec:
+    return KernelSpec("x", Transition(transition), **kwargs)
+
+
 def test_flops_count_the_chunked_matmuls(bench):
     # one chunk of C=2 rows, K=3, V=5: Qh 60 + QK^T 24 + AV 40 + K^T V 60
-    assert bench.chunk_flops(Transition.IDENTITY, 1, 2, 1, 3, 5, chunk=2) == 184
+    assert bench.chunk_flops(spec("identity"), 1, 2, 1, 3, 5, chunk=2) == 184
     # the delta rule adds KK^T 24 + inverse 16/3 + W 24 + U 40 + W h 60
-    assert bench.chunk_flops(Transition.DELTA, 1, 2, 1, 3, 5, chunk=2) == pytest.approx(
-        184 + 24 + 16 / 3 + 24 + 40 + 60)
+    delta = 184 + 24 + 16 / 3 + 24 + 40 + 60
+    assert bench.chunk_flops(spec("delta"), 1, 2, 1, 3, 5, chunk=2) == pytest.approx(delta)
+    # micro rows: a product of two steps per token, and dplr's two rows, double the chunks
+    for product in (spec("delta", micro_steps=2), spec("dplr")):
+        assert bench.chunk_flops(product, 1, 2, 1, 3, 5, chunk=2) == pytest.approx(2 * delta)
     # B, H and the number of chunks (ceil) scale it
-    one = bench.chunk_flops(Transition.SCALAR_DECAY, 1, 64, 1, 128, 128)
-    full = bench.chunk_flops(Transition.SCALAR_DECAY, 8, 4096 - 1, 16, 128, 128)
+    one = bench.chunk_flops(spec("scalar_decay"), 1, 64, 1, 128, 128)
+    full = bench.chunk_flops(spec("scalar_decay"), 8, 4096 - 1, 16, 128, 128)
     assert full == 8 * 16 * 64 * one
 
 
 def test_bytes_count_inputs_and_outputs_once(bench):
     # q, k (K=4), v (V=2), a scalar gate and beta read, o written; 2 bytes each; 3 tokens
-    fwd = bench.io_bytes(Transition.GATED_DELTA, 1, 3, 1, 4, 2, backward=False)
+    fwd = bench.io_bytes(spec("gated_delta"), 1, 3, 1, 4, 2, backward=False)
     assert fwd == 3 * (4 + 4 + 2 + 1 + 1 + 2) * 2
-    both = bench.io_bytes(Transition.GATED_DELTA, 1, 3, 1, 4, 2, backward=True)
+    both = bench.io_bytes(spec("gated_delta"), 1, 3, 1, 4, 2, backward=True)
     assert both == fwd + 3 * 2 * 2 + 3 * (4 + 4 + 2 + 1 + 1) * 2
-    diag = bench.io_bytes(Transition.DIAGONAL_DECAY, 1, 3, 1, 4, 2, backward=False)
+    diag = bench.io_bytes(spec("diagonal_decay"), 1, 3, 1, 4, 2, backward=False)
     assert diag == 3 * (4 + 4 + 2 + 4 + 2) * 2
+    # two micro-steps: k, v and beta twice per token; dplr: a, b and a per-channel gate
+    product = bench.io_bytes(spec("gated_delta", micro_steps=2), 1, 3, 1, 4, 2, backward=False)
+    assert product == 3 * (4 + 8 + 4 + 1 + 2 + 2) * 2
+    dplr = bench.io_bytes(spec("dplr"), 1, 3, 1, 4, 2, backward=False)
+    assert dplr == 3 * (4 + 4 + 2 + 4 + 4 + 4 + 2) * 2
 
 
 def test_table_reports_ratio_and_fractions_of_the_ceilings(bench):
@@ -64,13 +76,28 @@ def test_without_a_gpu_it_says_so_and_exits_cleanly(bench, capsys):
     assert "no CUDA GPU" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["delta_rule", "gated_delta_rule", "gla", "simple_gla",
-                                  "gated_deltanet_layer"])
+def test_every_family_of_the_issue_is_benchmarked(bench):
+    families = {op.spec.transition for op in bench.OPS if op.name in bench.DEFAULT_OPS}
+    assert families == set(Transition) - {Transition.IDENTITY, Transition.CONSTANT_DECAY,
+                                          Transition.SCALAR_DECAY}
+    assert any(op.spec.micro_steps > 1 for op in bench.OPS if op.name in bench.DEFAULT_OPS)
+
+
+@pytest.mark.parametrize("name", [
+    "delta_rule", "gated_delta_rule", "gla", "simple_gla", "kda", "gated_deltaproduct", "comba",
+    "rwkv7", "gated_deltanet_layer"])
 def test_benchmarked_specs_take_the_inputs_the_script_passes(bench, name):
     op = next(op for op in bench.OPS if op.name == name)
     module = load_kernels(op.spec, KernelOptions(chunk_size=bench.CHUNK, dtype="bf16"))
     params = list(inspect.signature(getattr(module, f"chunk_{op.spec.name}")).parameters)
     assert params[:3 + len(op.inputs)] == ["q", "k", "v", *op.inputs]
-    assert callable(bench._fla_fn(op))
-    inputs = bench.make_inputs(op, 70, torch.device("cpu"))
+    fla = bench._fla_fn(op)
+    fla_params = inspect.signature(fla).parameters
+    positional = [n for n in op.inputs if n not in op.fla_keywords]
+    assert all(n in fla_params for n in op.fla_keywords + tuple(dict(op.fla_flags)))
+    assert len(list(fla_params)[3:]) >= len(positional)
+    inputs = bench.make_inputs(op, 70, torch.device("cpu"), dtype=torch.float32)
     assert list(inputs) == ["q", "k", "v", *op.inputs]
+    # the generated entry point's own checks accept them (shapes, dtypes, micro rows)
+    module = load_kernels(op.spec, KernelOptions(chunk_size=bench.CHUNK, dtype="fp32"))
+    module._check_inputs(*inputs.values(), None, None)

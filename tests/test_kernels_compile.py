@@ -19,9 +19,10 @@ SPECS = [
     KernelSpec("gla", Transition.DIAGONAL_DECAY),
 ]
 EXPECTED = {
-    "gated_deltanet": {"prep", "fwd_state", "fwd_output", "bwd_state", "bwd"},
-    "simple_gla": {"fwd_state", "fwd_output", "bwd_state", "bwd"},
-    "gla": {"intra", "fwd_state", "fwd_output", "bwd_state", "bwd_dav", "bwd"},
+    "gated_deltanet": {"prologue", "l2norm_fwd", "intra", "wu", "fwd_state", "fwd_output",
+                       "dv_local", "bwd_state", "dqkw", "wy_bwd", "epilogue", "l2norm_bwd"},
+    "simple_gla": {"fwd_state", "fwd_output", "bwd_state", "grad"},
+    "gla": {"intra", "fwd_state", "fwd_output", "bwd_state", "bwd_dav", "grad"},
 }
 
 
