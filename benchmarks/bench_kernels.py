@@ -20,7 +20,7 @@ FLOPs count the matmuls of the chunked algorithm (`chunk_flops`); forward+backwa
 forwards, the usual convention. Bytes count the unavoidable HBM traffic (`io_bytes`): every input
 read once and every output written once. Without a CUDA GPU the script says so and exits 0;
 `--device cpu` under TRITON_INTERPRET=1 runs every step (agreement with fla, profile, timing
-loop, result files) at a tiny shape in fp32 with fla's autotuners held to their first config,
+loop, result files) at a tiny shape in fp16 with fla's autotuners held to their first config,
 to prove the wiring between GPU leases. Its timings mean nothing.
 """
 
@@ -264,6 +264,15 @@ def _calls(op: Op, inputs: dict[str, torch.Tensor],
     return ours, fla, module
 
 
+def _bind_fla(op: Op, inputs: dict[str, torch.Tensor]) -> None:
+    """Raise TypeError unless fla's function takes the arguments the benchmark passes it."""
+    import inspect
+
+    args = [inputs[n] for n in ("q", "k", "v", *op.inputs) if n not in op.fla_keywords]
+    kwargs = {**{n: inputs[n] for n in op.fla_keywords}, **dict(op.fla_flags)}
+    inspect.signature(_fla_fn(op)).bind(*args, **kwargs)
+
+
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.float(), b.float()
     if not torch.isfinite(a).all():
@@ -273,15 +282,20 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 class FlaRefused(RuntimeError):
     """fla would not run this op here (fla 0.6.0 refuses its gated backward on Hopper under
-    Triton 3.4 to 3.7.0, a compiler bug it guards against); ours is then timed alone."""
+    Triton 3.4 to 3.7.0, a compiler bug it guards against; under the interpreter its chunk
+    kernels do not run at all); ours is then timed alone."""
+
+
+# the exceptions that mean "fla refused"; the CPU dry run widens it to any (set in main)
+FLA_REFUSALS: tuple[type[BaseException], ...] = (RuntimeError,)
 
 
 def _guarded(who: str, run: Callable):
     try:
         return run()
-    except RuntimeError as error:
+    except FLA_REFUSALS as error:
         if who == "fla":
-            raise FlaRefused(str(error).splitlines()[0]) from error
+            raise FlaRefused(f"{type(error).__name__}: {str(error).splitlines()[0]}") from error
         raise
 
 
@@ -403,6 +417,7 @@ def time_op(op: Op, T: int, device: torch.device, options: KernelOptions, shape:
             ) -> tuple[list[Row], dict]:
     inputs = make_inputs(op, T, device, dtype=dtype, shape=shape)
     ours, fla, _ = _calls(op, inputs, options)
+    _bind_fla(op, inputs)
     refused = None
     try:
         errors = check_agreement(inputs, ours, fla) if check else {}
@@ -465,9 +480,12 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("TRITON_INTERPRET") != "1":
             parser.error("--device cpu needs TRITON_INTERPRET=1 (a dry run of the wiring)")
         _hold_autotuners_to_first_config()
-        device, dtype, shape = torch.device("cpu"), torch.float32, DRY_SHAPE
+        global FLA_REFUSALS
+        FLA_REFUSALS = (Exception,)  # fla's chunk kernels do not run under the interpreter
+        # fp16: the interpreter gets bf16 wrong and fla's delta rule refuses fp32
+        device, dtype, shape = torch.device("cpu"), torch.float16, DRY_SHAPE
         lengths = args.lengths or DRY_LENGTHS
-        options = KernelOptions(chunk_size=CHUNK, dtype="fp32", block_k=32, block_v=32)
+        options = KernelOptions(chunk_size=CHUNK, dtype="fp16", block_k=32, block_v=32)
         ceilings = Ceilings(float("nan"), float("nan"))
     else:
         if not torch.cuda.is_available():

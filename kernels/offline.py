@@ -131,22 +131,34 @@ def _jit_function(kernel):
     return kernel
 
 
-def _signature(fn, kwargs: dict) -> tuple[dict, dict]:
-    signature, constants = {}, {}
-    for param in fn.params:
+DIVISIBLE = [["tt.divisibility", 16]]
+
+
+def _signature(fn, kwargs: dict) -> tuple[dict, dict, dict]:
+    """(signature, constants, attrs) as triton.jit specializes a launch with these arguments:
+    tensors (16-byte aligned, as torch allocates them) and ints divisible by 16 are marked so
+    (without it the compiler cannot vectorize a single load), ints equal to 1 become constants,
+    except for do_not_specialize parameters."""
+    signature, constants, attrs = {}, {}, {}
+    for index, param in enumerate(fn.params):
         value = kwargs[param.name]
-        if param.is_constexpr or value is None:
+        free = index in fn.do_not_specialize or param.name in fn.do_not_specialize
+        if param.is_constexpr or value is None or (
+                type(value) is int and value == 1 and not free):
             signature[param.name] = "constexpr"
             constants[param.name] = value
         elif isinstance(value, torch.Tensor):
             signature[param.name] = "*" + _TORCH_TO_TRITON[value.dtype]
+            attrs[(index,)] = DIVISIBLE
         elif isinstance(value, bool):
             signature[param.name] = "i1"
         elif isinstance(value, int):
-            signature[param.name] = "i32"
+            signature[param.name] = "i32" if -2 ** 31 <= value < 2 ** 31 else "i64"
+            if value % 16 == 0 and not free:
+                attrs[(index,)] = DIVISIBLE
         else:
             signature[param.name] = "fp32"
-    return signature, constants
+    return signature, constants, attrs
 
 
 def _tool(name: str) -> str:
@@ -177,29 +189,58 @@ def _configs(launch: _Launch, module: types.ModuleType, options: KernelOptions) 
     launcher, kwargs = launch.launcher, launch.kwargs
     if options.autotune:
         return module._fit_blocks(launcher.configs, {}, **kwargs)
-    import triton
-
-    fixed = dict(launcher.configs[0].kwargs)
-    if "BK" in fixed:
-        fixed["BK"] = min(options.block_k, module._pad(kwargs["K"]))
-    if "BV" in fixed:
-        fixed["BV"] = min(options.block_v, module._pad(kwargs["V"]))
-    return [triton.Config(fixed, num_warps=options.num_warps, num_stages=options.num_stages)]
+    return [launcher.fixed_config(kwargs)]
 
 
 TUNED = ("BK", "BV", "BR")
 
 
+def kernels_digest(specs: list[KernelSpec], options: KernelOptions) -> str:
+    """16 hex digits over the source of every kernel of the specs' modules and the configs each
+    may run with: what an offline table depends on (not the Python glue around them)."""
+    import hashlib
+
+    parts = []
+    for spec in specs:
+        module = load_kernels(spec, options)
+        for _, launcher in sorted(vars(module).items()):
+            if isinstance(launcher, module._Launcher):
+                parts.append(_jit_function(launcher.kernel).src)
+                parts.append(repr([(c.kwargs, c.num_warps, c.num_stages)
+                                   for c in launcher.configs]))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+
+def compile_key(fn, signature: dict, constants: dict, attrs: dict, num_warps: int,
+                num_stages: int, arch: int) -> str:
+    """What one compile depends on: the kernel's source (its own name taken out), the
+    specialization, the config, the target and the compiler."""
+    import hashlib
+
+    import triton
+
+    text = "|".join([fn.src.replace(fn.__name__, "@"), repr(sorted(signature.items())),
+                     repr(sorted((k, repr(v)) for k, v in constants.items())),
+                     repr(sorted(attrs.items())), f"{num_warps} {num_stages} {arch}",
+                     triton.__version__])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def compile_offline(spec: KernelSpec, options: KernelOptions, *, arch: int = 90, B=8, T=4096,
                     H=16, K=128, V=128, only: str = "", configs: int | None = None,
-                    module: types.ModuleType | None = None) -> list[KernelReport]:
+                    module: types.ModuleType | None = None,
+                    cache: dict | None = None) -> list[KernelReport]:
     """Compile every launched kernel (every config it may run with) for sm_<arch>; one report
     each. `only` keeps the kernels whose name contains it; `configs` keeps the first n configs of
-    each kernel; `module` replaces the rendered module (to try an edited copy)."""
+    each kernel; `module` replaces the rendered module (to try an edited copy); `cache` maps
+    compile_key -> (registers, stack, spills, mmas, shared) of earlier compiles, is read and
+    filled."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
+    cache = {} if cache is None else cache
     module = module or load_kernels(spec, options)
     reports, seen = [], set()
     for launch in record_launches(spec, options, B=B, T=T, H=H, K=K, V=V, module=module):
@@ -208,7 +249,7 @@ def compile_offline(spec: KernelSpec, options: KernelOptions, *, arch: int = 90,
             continue
         for config in _configs(launch, module, options)[:configs]:
             kwargs = {**launch.kwargs, **config.kwargs}
-            signature, constants = _signature(fn, kwargs)
+            signature, constants, attrs = _signature(fn, kwargs)
             tuned = {k: v for k, v in constants.items() if k in TUNED}
             label = " ".join([*(f"{k}={v}" for k, v in tuned.items()),
                               f"w={config.num_warps}", f"s={config.num_stages}"])
@@ -216,11 +257,15 @@ def compile_offline(spec: KernelSpec, options: KernelOptions, *, arch: int = 90,
             if key in seen:
                 continue
             seen.add(key)
-            compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constants),
-                                      target=GPUTarget("cuda", arch, 32),
-                                      options={"num_warps": config.num_warps,
-                                               "num_stages": config.num_stages})
-            registers, stack, spills, mmas = _inspect(compiled.asm["cubin"])
+            ckey = compile_key(fn, signature, constants, attrs, config.num_warps,
+                               config.num_stages, arch)
+            if ckey not in cache:
+                compiled = triton.compile(
+                    ASTSource(fn=fn, signature=signature, constexprs=constants, attrs=attrs),
+                    target=GPUTarget("cuda", arch, 32),
+                    options={"num_warps": config.num_warps, "num_stages": config.num_stages})
+                cache[ckey] = (*_inspect(compiled.asm["cubin"]), compiled.metadata.shared)
+            registers, stack, spills, mmas, shared = cache[ckey]
             reports.append(KernelReport(fn.__name__, label, registers, stack, spills, mmas,
-                                        compiled.metadata.shared, config.num_warps))
+                                        shared, config.num_warps))
     return reports

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
+import tempfile
 from pathlib import Path
 
 import jinja2
@@ -191,7 +193,6 @@ def template_context(spec: KernelSpec, options: KernelOptions) -> dict:
         "forward_summary": forward,
         "backward_summary": backward,
         "uses_wy": t.uses_wy,
-        "is_delta": t.is_delta,
         "gate_kind": kind,
         "gated": kind in ("scalar", "const"),
         "gate_fn": spec.gate.name,
@@ -227,10 +228,24 @@ def template_context(spec: KernelSpec, options: KernelOptions) -> dict:
     }
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept between processes (keyed by the templates' text), so that a
+    fresh process renders a file in tens of milliseconds; none where the folder is not
+    writable."""
+    user = os.environ.get("USER") or str(os.getuid() if hasattr(os, "getuid") else "user")
+    folder = Path(tempfile.gettempdir()) / f"linarch-kernels-{user}" / "jinja"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder))
+
+
 @functools.cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

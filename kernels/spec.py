@@ -155,10 +155,11 @@ class KernelOptions:
     chunk_size: int = 64  # BT: 16, 32 or 64 (the UT solve works on 16-row sub-blocks)
     dtype: str = "bf16"  # input dtype of q, k, v: bf16, fp16 or fp32; states are always fp32
     autotune: bool = True  # autotune each kernel on a GPU; False: the fixed config everywhere
-    num_warps: int = 4  # fixed config
-    num_stages: int = 2  # fixed config
-    block_v: int = 64  # fixed BV; clipped to the padded V
-    block_k: int = 64  # fixed BK; clipped to the padded K
+    # the fixed config: None keeps each kernel's first autotune config (spill-free at sm_90)
+    num_warps: int | None = None
+    num_stages: int | None = None
+    block_v: int | None = None  # BV, clipped to the padded V
+    block_k: int | None = None  # BK, clipped to the padded K
     solve_precision: str = "ieee"  # tl.dot precision of the fp32 UT-solve merges
 
     def __post_init__(self) -> None:
@@ -216,13 +217,17 @@ def validate_options(options: KernelOptions) -> None:
     if options.solve_precision not in SOLVE_PRECISIONS:
         raise SpecError(f"solve_precision must be one of {SOLVE_PRECISIONS}, "
                         f"got {options.solve_precision!r}")
+    for field_name in ("num_warps", "block_v", "block_k", "num_stages"):
+        value = getattr(options, field_name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise SpecError(f"{field_name} must be an int or None, got {value!r}")
     for field_name in ("num_warps", "block_v", "block_k"):
         value = getattr(options, field_name)
-        if value < 1 or value & (value - 1):
+        if value is not None and (value < 1 or value & (value - 1)):
             raise SpecError(f"{field_name} must be a power of two, got {value}")
-    if options.block_v < 16 or options.block_k < 16:
+    if any(b is not None and b < 16 for b in (options.block_v, options.block_k)):
         raise SpecError("block_v and block_k must be at least 16 (tl.dot's smallest tile)")
-    if options.num_stages < 1:
+    if options.num_stages is not None and options.num_stages < 1:
         raise SpecError(f"num_stages must be positive, got {options.num_stages}")
 
 

@@ -4,6 +4,7 @@ its spec and hash, and is the same bytes every time; the templates fail loudly w
 import ast
 import contextlib
 import itertools
+import os
 import subprocess
 import sys
 import time
@@ -80,6 +81,20 @@ def test_every_valid_spec_renders_a_standalone_module(options):
         assert f"transition='{spec.transition.value}'" in lines[1]
         assert lines[3] == f"# hash:    {spec_hash(spec, options)}"
         assert f"AUTOTUNE = {options.autotune}" in source
+
+
+def test_the_environment_at_generation_time_changes_nothing():
+    """TRITON_INTERPRET=1 when a file is rendered neither turns its autotuning off nor changes a
+    byte: the file decides at import whether it can time configs."""
+    code = ("import sys; from linarch.kernels.render import *; "
+            "from linarch.kernels.spec import *; sys.stdout.write(render_kernels("
+            "KernelSpec('gated_deltanet', Transition.GATED_DELTA, l2norm_qk=True, "
+            "gate=GateFn.MAMBA, rate=RateFn.SIGMOID)))")
+    texts = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, env={**os.environ, "TRITON_INTERPRET": flag}).stdout
+             for flag in ("0", "1")}
+    assert texts == {render_kernels(GDN)}
+    assert "AUTOTUNE = True" in render_kernels(GDN)
 
 
 def test_rendering_is_deterministic_across_calls_and_processes():

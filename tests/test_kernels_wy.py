@@ -27,18 +27,18 @@ COMBA_MAMBA = KernelSpec("comba_mamba", Transition.IPLR, gate=GateFn.MAMBA, rate
 RWKV7 = KernelSpec("rwkv7", Transition.DPLR)
 
 CASES = [
-    Case(KDA),
+    Case(KDA, B=2, T=80),
     Case(KDA, B=1, T=63, dtype=torch.float16, chunk_size=32),
     Case(KDA_LAYER, B=1, T=40, K=24, V=20, chunk_size=16, initial_state=False),
-    Case(GDP, B=2, T=50),
+    Case(GDP, B=2, T=40),
     Case(GDP_LAYER, B=1, T=30, chunk_size=16),
     Case(DP3, B=1, T=37, dtype=torch.float16, chunk_size=32),
-    Case(COMBA),
+    Case(COMBA, B=2, T=80),
     Case(COMBA, B=1, T=63, dtype=torch.float16, chunk_size=32),
     Case(COMBA_MAMBA, B=1, T=40, K=24, V=20, chunk_size=16, initial_state=False),
-    Case(RWKV7),
-    Case(RWKV7, B=1, T=63, dtype=torch.float16, chunk_size=32),
-    Case(RWKV7, B=1, T=40, K=24, V=20, chunk_size=16, initial_state=False),
+    Case(RWKV7, B=1, T=50),
+    Case(RWKV7, B=1, T=45, dtype=torch.float16, chunk_size=32),
+    Case(RWKV7, B=1, T=30, K=24, V=20, chunk_size=16, initial_state=False),
 ]
 
 
