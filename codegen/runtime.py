@@ -275,6 +275,56 @@ def interleave(steps):
     return torch.stack(steps, dim=2).flatten(1, 2)
 
 
+def cat_last(*xs):
+    """Concatenation along the last axis of values whose leading axes broadcast (a static
+    vector next to per-token ones)."""
+    lead = torch.broadcast_shapes(*(x.shape[:-1] for x in xs))
+    return torch.cat([x.expand(*lead, x.shape[-1]) for x in xs], dim=-1)
+
+
+def causal_long_conv(a, k, past=None):
+    """y_t = sum_{s <= t} k_{t-s} * a_s per feature: a causal convolution of ``a`` with the
+    filter whose tap j is ``k`` at token j. Computed exactly as a masked Toeplitz product, so no
+    output moves when a later token does; ``past`` holds (a, k) of the earlier tokens, from
+    which decoding recomputes. Returns (y of the new tokens, (a, k) so far)."""
+    a, k = torch.broadcast_tensors(a, k)
+    new = a.shape[1]
+    if past is not None:
+        a = torch.cat([past[0].to(a.dtype), a], dim=1)
+        k = torch.cat([past[1].to(k.dtype), k], dim=1)
+    T = a.shape[1]
+    t = torch.arange(T, device=a.device)
+    lag = t[:, None] - t[None, :]  # t - s
+    taps = k[:, lag.clamp(min=0)]  # [B, T, T, ...]: k_{t-s}
+    keep = (lag >= 0).reshape(1, T, T, *([1] * (a.dim() - 2)))
+    y = (taps.masked_fill(~keep, 0.0) * a[:, None]).sum(2)
+    return y[:, T - new:], (a, k)
+
+
+def lay_out(x, sizes, groups):
+    """A value placed on a state's axes (its last ``len(sizes)`` dims, of size 1 where it does
+    not vary) as one flattened dim per group of state axes, in group order: how a state and its
+    operands enter the chunk algorithm's [heads, V, K] (``groups`` = (heads, V, K) axes).
+    Axes in no group must have size 1; the others are expanded to their sizes."""
+    lead = x.dim() - len(sizes)
+    keep = [a for group in groups for a in group]
+    drop = tuple(lead + a for a in range(len(sizes)) if a not in keep)
+    x = x.squeeze(drop) if drop else x
+    kept = sorted(keep)
+    x = x.permute(*range(lead), *(lead + kept.index(a) for a in keep))
+    x = x.expand(*x.shape[:lead], *(sizes[a] for a in keep))
+    return x.reshape(*x.shape[:lead], *(math.prod(sizes[a] for a in g) for g in groups))
+
+
+def unlay(x, sizes, groups):
+    """The inverse of ``lay_out``: the last ``len(groups)`` dims back onto the state axes of the
+    groups, in the state's axis order."""
+    lead = x.dim() - len(groups)
+    keep = [a for group in groups for a in group]
+    x = x.reshape(*x.shape[:lead], *(sizes[a] for a in keep))
+    return x.permute(*range(lead), *(lead + keep.index(a) for a in sorted(keep)))
+
+
 class GroupNorm(nn.Module):
     """Group norm over the features of a token (groups of consecutive channels), with a learned
     scale and an optional bias; x [..., C]."""

@@ -1,32 +1,35 @@
-"""The PyTorch backend: a checked module -> one readable Python file that needs only torch.
+"""The PyTorch target: a checked unit and its plan -> one readable Python file needing only torch.
 
-The file is the runtime block (``runtime.py``, verbatim) and one nn.Module rendered from a
-Jinja skeleton whose statements come from the typed emitters (``emit.py``). Each recurrent state
-gets two forms: the generic chunkwise-parallel form (``chunk_lowering.py`` -> ``chunk_dplr``),
-used for training and prefill, and the recurrent form, token by token, generated straight from
-the update as written (the reference, and the decoding path).
+The file is the runtime helpers the layer uses (``runtime.py``, selected by name) and one
+nn.Module rendered from a Jinja skeleton whose statements come from the typed emitters
+(``emit.py``). The forward pass follows the plan's schedule; each recurrent state is one block
+with up to two forms: the chunkwise-parallel form of its plan (``chunk_emit.py``), used for
+training and prefill, and the recurrent form (``scan_emit.py``), token by token, generated
+straight from the update as written (the reference, and the decoding path). The Triton target
+(``triton_backend.py``) is this emitter with one more branch per state and the kernels.
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
 import jinja2
-import networkx as nx
 
-from linarch.codegen import chunk_lowering
-from linarch.codegen.emit import ACTS, TIME_OPS, CodegenError, Ctx, Emitter
+from linarch.codegen.chunk_emit import chunk_lines
+from linarch.codegen.emit import ACTS, CodegenError, Ctx, Emitter
 from linarch.codegen.names import param_path, value_names
+from linarch.codegen.plan import ChunkPlan, KernelPlan, Plan, StatePlan, Target, plan
+from linarch.codegen.scan_emit import scan_lines
+from linarch.codegen.source_text import docstring, header_lines, string_literal, wrap_lines
 from linarch.dsl.ir import Node, Op
 from linarch.dsl.params import PARAM_KINDS
-from linarch.dsl.passes.transitions import Transition
+from linarch.dsl.recurrence import Recurrence
 from linarch.dsl.unit import Unit
 
-GENERATOR = "linarch 0.1.0 torch backend"
+GENERATOR = "linarch 0.2.0"
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,6 @@ class StateLowering:
 
 
 @cache
-def runtime_source() -> str:
-    return resources.files("linarch.codegen").joinpath("runtime.py").read_text(encoding="utf-8")
-
-
-@cache
 def _template() -> jinja2.Template:
     text = resources.files("linarch.codegen").joinpath("templates/torch_module.py.j2").read_text(
         encoding="utf-8")
@@ -58,29 +56,41 @@ def _template() -> jinja2.Template:
     return env.from_string(text)
 
 
-def generate(unit: Unit, options: TorchOptions = TorchOptions()) -> str:
+def generate(unit: Unit, options: TorchOptions = TorchOptions(), the_plan: Plan | None = None,
+             ) -> str:
     """Python source of the layer; raises CodegenError for constructs it cannot lower."""
-    gen = _Generator(unit, options)
-    text = gen.render()
+    return checked(Generator(unit, options, the_plan or plan(unit, Target.TORCH)).render())
+
+
+def checked(text: str) -> str:
+    """Generated text, compiled by Python before anyone uses it."""
     try:
-        ast.parse(text)
+        compile(text, "<linarch generated>", "exec")
     except SyntaxError as exc:  # a backend bug, never the user's
-        raise CodegenError(f"generated code does not parse: {exc}") from exc
+        raise CodegenError(f"generated code does not compile: {exc}") from exc
     if "{{" in text or "{%" in text:
         raise CodegenError("generated code kept a template marker")
     return text
 
 
-def state_lowerings(unit: Unit) -> list[StateLowering]:
+def state_lowerings(unit: Unit, target: Target = Target.TORCH) -> list[StateLowering]:
     """How each state is computed (for `linarch show` and the file header)."""
-    return _Generator(unit, TorchOptions()).lowerings()
+    return [lowering(p) for p in plan(unit, target).states]
 
 
-class _Generator:
-    def __init__(self, unit: Unit, options: TorchOptions) -> None:
+def lowering(sp: StatePlan) -> StateLowering:
+    rec = sp.rec
+    return StateLowering(rec.name, rec.label, not hasattr(sp, "reason"), sp.how)
+
+
+class Generator:
+    target = Target.TORCH
+
+    def __init__(self, unit: Unit, options: TorchOptions, the_plan: Plan) -> None:
         self.unit = unit
         self.m = unit.module
         self.options = options
+        self.plan = the_plan
         self.names = value_names(self.m)
         self.em = Emitter(unit, self.names)
 
@@ -90,7 +100,7 @@ class _Generator:
         n = self.m.node(i)
         if n.op is Op.HPARAM:
             return n.name
-        if i in self.names and n.op is not Op.HPARAM and self._is_static_scalar(i):
+        if i in self.names and self._is_static_scalar(i):
             return self.names[i]
         return self._static_inline(i)
 
@@ -109,8 +119,9 @@ class _Generator:
             return f"({a} {n.attr('op')} {b})"
         if n.op is Op.CALL and n.attr("fn") in ("exp", "log", "sqrt"):
             return f"math.{n.attr('fn')}({self.static_text(n.args[0])})"
-        if n.op is Op.SEQLEN:
-            raise CodegenError("T cannot size a parameter")
+        if n.op is Op.CALL and n.attr("fn") in ("minimum", "maximum"):
+            fn = "min" if n.attr("fn") == "minimum" else "max"
+            return f"{fn}({', '.join(self.static_text(a) for a in n.args)})"
         raise CodegenError(f"`{n.op.value}` is not a static number")
 
     def _is_static_scalar(self, i: int) -> bool:
@@ -165,13 +176,13 @@ class _Generator:
             return (f"nn.Conv1d({w[0]}, {w[0]}, int({width}), groups={w[0]}, "
                     f"bias={self._kw(n, 'bias')!r})")
         if kind == "rmsnorm":
-            return f"RMSNorm({w[0]}, eps={self._kw(n, 'eps')}, " \
+            return f"{self.em.helper('RMSNorm')}({w[0]}, eps={self._kw(n, 'eps')}, " \
                    f"elementwise_affine={self._kw(n, 'affine')!r})"
         if kind == "layernorm":
             return (f"nn.LayerNorm({w[0]}, eps={self._kw(n, 'eps')}, "
                     f"elementwise_affine={self._kw(n, 'affine')!r}, bias={self._kw(n, 'bias')!r})")
         if kind == "groupnorm":
-            return (f"GroupNorm({w[0]}, {w[1]}, eps={self._kw(n, 'eps')}, "
+            return (f"{self.em.helper('GroupNorm')}({w[0]}, {w[1]}, eps={self._kw(n, 'eps')}, "
                     f"affine={self._kw(n, 'affine')!r}, bias={self._kw(n, 'bias')!r})")
         if kind == "weight":
             return f"nn.Parameter(torch.empty({', '.join(w)}))"
@@ -185,6 +196,9 @@ class _Generator:
             path = param_path(n.name)
             if kind == "weight":
                 value = self._kw(n, "value")
+                helper = {"a_log": "init_a_log", "dt_bias": "init_dt_bias"}.get(init)
+                if helper:
+                    self.em.helper(helper)
                 lines.append({
                     "zeros": f"nn.init.zeros_({path})",
                     "ones": f"nn.init.ones_({path})",
@@ -196,7 +210,7 @@ class _Generator:
                     "dt_bias": f"init_dt_bias({path})",
                 }[init])
             elif kind == "causal_conv" and init == "identity":
-                lines.append(f"init_dirac({path}.weight)")
+                lines.append(f"{self.em.helper('init_dirac')}({path}.weight)")
         return lines or ["pass"]
 
     # ------------------------------------------------------------------ forward
@@ -221,37 +235,31 @@ class _Generator:
         ]
         statics = [(i, self.names[i]) for i, n in self.m.nodes()
                    if i in self.names and self._is_static_scalar(i) and n.op is not Op.CONST]
-        if statics:
-            targets = ", ".join(n for _, n in statics)
-            sources = ", ".join(
-                f"self.{self.m.node(i).name if self.m.node(i).op is Op.HPARAM else n}"
-                for i, n in statics)
-            out.append(f"{targets} = {sources}" + ("," if len(statics) == 1 else ""))
+        for i, name in statics:
+            node = self.m.node(i)
+            out.append(f"{name} = self.{node.name if node.op is Op.HPARAM else name}")
         for i, _ in statics:
             em.names[i] = self.names[i]
-        inside = self._state_internal()
         losses = []
-        for i, n in self.m.nodes():
-            if i in inside:
+        for item in self.plan.schedule:
+            if isinstance(item, Recurrence):
+                out += self.state_block(item)
                 continue
-            if n.op is Op.UPDATE and self._is_final_update(i):
-                self._state_block(i, out)
+            i = item
+            n = self.m.node(i)
+            if i in self.plan.inside:
                 continue
-            if n.op is Op.LOSS:
+            if n.op in (Op.LOSS, Op.RETURN):
                 text = em.expr(n.args[0], Ctx())
                 out.extend(em.lines)
                 em.lines.clear()
-                losses.append(f"({text}).mean()")
-                continue
-            if n.op is Op.RETURN:
-                text = em.expr(n.args[0], Ctx())
-                out.extend(em.lines)
-                em.lines.clear()
-                out.append(f"output = {text}")
+                if n.op is Op.LOSS:
+                    losses.append(f"({text}).mean()")
+                else:
+                    out.append(f"output = {text}")
                 continue
             if (n.name is not None and i in self.names and n.op not in (Op.HPARAM, Op.CONST)
-                    and not self._is_static_scalar(i) and n.op is not Op.PARAM
-                    and n.op not in (Op.STATE, Op.UPDATE)):
+                    and not self._is_static_scalar(i) and n.op is not Op.PARAM):
                 name = self.names[i]
                 del em.names[i]
                 text = em.expr(i, Ctx())
@@ -271,187 +279,166 @@ class _Generator:
         return out
 
     # ------------------------------------------------------------------ states
-    def _updates(self) -> dict[int, Transition]:
-        return {tr.update: tr for tr in self.unit.transitions}
-
-    def _is_final_update(self, i: int) -> bool:
-        return i in self._updates()
-
-    def _readouts(self, tr: Transition) -> list[int]:
-        return self.m.users(tr.update)
-
-    def _state_internal(self) -> set[int]:
-        """Nodes computed inside some state's recurrent step (never at top level)."""
-        inside: set[int] = set()
-        for tr in self.unit.transitions:
-            inside |= self._local_set(tr) - {tr.update} - set(self._readouts(tr))
-            inside |= set(self._readouts(tr))
-        return inside
-
-    def _local_set(self, tr: Transition) -> set[int]:
-        m = self.m
-        g = m.graph
-        updates = [st.update for st in tr.steps]
-        readouts = self._readouts(tr)
-        local = set(updates) | set(readouts)
-        dependent = nx.descendants(g, tr.state) | {tr.state}
-        for i in sorted(nx.ancestors(g, tr.update) | set(readouts), reverse=True):
-            if i in local:
-                continue
-            users = set(m.users(i))
-            n = m.node(i)
-            if i in dependent and users & local:
-                local.add(i)
-                continue
-            if not users or not users <= local:
-                continue
-            if n.name is None and n.op in (Op.BINARY, Op.NEG, Op.IDENTITY, Op.CONST, Op.RESHAPE) \
-                    or (n.op is Op.CALL and n.attr("fn") not in TIME_OPS and n.name is None):
-                local.add(i)
-        return local - {tr.state}
-
-    def lowerings(self) -> list[StateLowering]:
-        out = []
-        for tr in self.unit.transitions:
-            try:
-                readouts = self._readouts(tr)
-                readout = self._chunk_readout(tr, readouts)
-                probe = Emitter(self.unit, self.names)
-                chunk_lowering.plan(probe, tr, readout, dims=self._state_dims(tr))
-                out.append(StateLowering(tr.name, tr.label, True,
-                                         f"chunked ({tr.algorithm}; generic DPLR chunk form)"))
-            except (chunk_lowering.NoChunkForm, CodegenError) as why:
-                out.append(StateLowering(tr.name, tr.label, False,
-                                         f"recurrent scan, token by token (slow): {why}"))
+    def read_names(self, rec: Recurrence, state: str) -> dict[int, str]:
+        out = {}
+        for k, r in enumerate(rec.reads):
+            n = self.m.node(r.node)
+            named = r.node in self.names and n.op not in (Op.STATE, Op.UPDATE)
+            out[r.node] = self.names[r.node] if named else f"_{state}_read{k}"
         return out
 
-    def _state_dims(self, tr: Transition) -> tuple[str, ...]:
-        return tuple(f"int({self.em.expr(d, Ctx())})" for d in self.m.node(tr.state).args)
+    def branches(self, sp: StatePlan, state: str, sizes: str,
+                 reads: dict[int, str]) -> list[tuple[str, list[str]]]:
+        """(condition, statements) for each faster form of a state, tried before the scan."""
+        chunk = sp.chunk if isinstance(sp, KernelPlan) else sp
+        if not isinstance(chunk, ChunkPlan):
+            return []
+        lines = chunk_lines(self.em, chunk, state, sizes, reads)
+        self.em.helpers |= {"chunk_dplr", "lay_out", "unlay"}
+        if len(chunk.positions) > 1:
+            self.em.helper("interleave")
+        return [("self.mode == \"chunk\" and T > 1", lines)]
 
-    def _chunk_readout(self, tr: Transition, readouts: list[int]) -> int | None:
-        if len(readouts) != 1:
-            return None
-        n = self.m.node(readouts[0])
-        if n.op is Op.BINARY and n.attr("op") == "@" and n.args[0] == tr.update \
-                and n.args[1] != tr.update:
-            return readouts[0]
-        return None
-
-    def _state_block(self, upd: int, out: list[str]) -> None:
+    def state_block(self, rec: Recurrence) -> list[str]:
         em = self.em
-        tr = self._updates()[upd]
-        state = self.names.get(tr.state, "S")
-        dims = ", ".join(f"int({em.expr(d, Ctx())})" for d in self.m.node(tr.state).args)
-        out.extend(em.lines)
+        sp = self.plan.state(rec)
+        state = self.names.get(rec.state, "S")
+        sizes = f"_{state}_sizes"
+        dims = [f"int({em.expr(d, Ctx())})" for d in self.m.node(rec.state).args]
+        out = list(em.lines)
         em.lines.clear()
-        readouts = self._readouts(tr)
-        read_names = {r: f"_read_{state}{k}" for k, r in enumerate(readouts)}
-        out.append(f"# state {tr.name}: {tr.label}; A = {tr.formula}")
-        out.append(f"{state} = cache.get({tr.name!r})")
+        reads = self.read_names(rec, state)
+        out.append(f"# state {rec.name}: {rec.label}; A = {rec.formula}")
+        out.append(f"{state} = cache.get({rec.name!r})")
         out.append(f"if {state} is None:")
-        out.append(f"    {state} = x.new_zeros(B, {dims}, dtype=work_dtype)")
-        readout = self._chunk_readout(tr, readouts)
-        chunk = None
-        if readout is not None:
-            try:
-                chunk = chunk_lowering.plan(em, tr, readout, dims=self._state_dims(tr))
-            except (chunk_lowering.NoChunkForm, CodegenError):
-                chunk = None
-        local = self._local_set(tr)
-        # values the loop reads must exist before the branch
-        step_lines = self._step_lines(tr, state, local, readouts, read_names)
-        out.extend(em.lines)
+        out.append(f"    {state} = x.new_zeros(B{''.join(', ' + d for d in dims)}, "
+                   "dtype=work_dtype)")
+        fast = self.branches(sp, state, sizes, reads)
+        hoisted = list(em.lines)
         em.lines.clear()
-        if chunk is not None:
-            out.append("if self.mode == \"chunk\" and T > 1:")
-            body = list(chunk.lines)
-            call = (f"{read_names[readout]}, {state} = chunk_dplr({chunk.q}, {chunk.k}, "
-                    f"{chunk.v}, g={chunk.g}, a={chunk.a}, c={chunk.c}, initial_state={state}, "
-                    f"chunk_size=self.chunk_size)")
-            body.append(call)
-            if chunk.micro_steps > 1:
-                n = chunk.micro_steps
-                r = read_names[readout]
-                body.append(f"{r} = {r}[:, {n - 1}::{n}]")
-            out.extend("    " + line for line in body)
+        scan = scan_lines(self.unit, em, rec, state, reads)
+        hoisted += em.lines
+        em.lines.clear()
+        out += hoisted
+        if fast:
+            out.append(f"{sizes} = ({', '.join(dims)}{',' if len(dims) == 1 else ''})")
+            for k, (condition, lines) in enumerate(fast):
+                out.append(f"{'if' if k == 0 else 'elif'} {condition}:")
+                out += ["    " + line for line in lines]
             out.append("else:")
-            out.extend("    " + line for line in step_lines)
+            out += ["    " + line for line in scan]
         else:
-            out.extend(step_lines)
-        out.append(f"new_cache[{tr.name!r}] = {state}")
-        for r, name in read_names.items():
+            out += scan
+        out.append(f"new_cache[{rec.name!r}] = {state}")
+        for node, name in reads.items():
             # the state runs in fp32 (fp64); what it reads goes on in the layer's dtype
             out.append(f"{name} = {name}.to(x.dtype)")
-            em.names[r] = name
-
-    def _step_lines(self, tr: Transition, state: str, local: set[int], readouts: list[int],
-                    read_names: dict[int, str]) -> list[str]:
-        em = self.em
-        ctx = Ctx(step=True, local={tr.state: state}, inline=frozenset(local))
-        hidden = {i: em.names.pop(i) for i in list(em.names) if i in local}
-        try:
-            return self._step_body(tr, state, ctx, readouts, read_names)
-        finally:
-            em.names.update({i: n for i, n in hidden.items() if i not in read_names})
-
-    def _step_body(self, tr: Transition, state: str, ctx: Ctx, readouts: list[int],
-                   read_names: dict[int, str]) -> list[str]:
-        em = self.em
-        body: list[str] = []
-        current = state
-        for k, st in enumerate(tr.steps):
-            node = self.m.node(st.update)
-            text = em.expr(node.args[1], ctx)
-            var = f"_{state}_next{k}"
-            body.append(f"{var} = ({text}).to(work_dtype)")
-            ctx.local[st.update] = var
-            current = var
-        body.append("if mask is not None:")
-        body.append(f"    {current} = torch.where(mask[:, t].reshape(-1, {', '.join(['1'] * len(self.unit.types[tr.state].shape))}) > 0, {current}, {state})")  # noqa: E501
-        body.append(f"{state} = {current}")
-        ctx.local[tr.update] = state
-        reads = []
-        for r in readouts:
-            text = em.expr(r, ctx)
-            reads.append(text)
-        lines = [f"_reads_{state} = []", "for t in range(T):"]
-        lines += ["    " + b for b in body]
-        lines.append(f"    _reads_{state}.append(({', '.join(reads)},))")
-        for k, r in enumerate(readouts):
-            lines.append(f"{read_names[r]} = torch.stack([_r[{k}] for _r in _reads_{state}], 1)")
-        return lines
+            em.names[node] = name
+        return out
 
     # ------------------------------------------------------------------ rendering
     def header(self) -> str:
-        src = self.m.source
-        digest = hashlib.sha256(src.text.encode()).hexdigest()[:16]
-        lines = [
-            f"# Generated by {GENERATOR} from {src.name} (sha256 {digest}). Do not edit:",
-            "# change the .lin source and run `linarch compile` again.",
-            f"# Options: chunk_size={self.options.chunk_size}",
-        ]
-        for low in self.lowerings():
+        lines = header_lines(self.m.source, f"{GENERATOR} {self.target.value} target",
+                             f"chunk_size={self.options.chunk_size}")
+        for sp in self.plan.states:
+            low = lowering(sp)
             lines.append(f"# state {low.name}: {low.label} -> {low.reason}")
-        return "\n".join(lines)
+        return "\n".join(wrap_lines(lines, 0))
+
+    def kernels(self) -> str:
+        """Extra module-level code between the runtime and the layer (the Triton target's)."""
+        return ""
 
     def render(self) -> str:
-        hparams = ", ".join(f"{n.name}={n.attr('default')!r}" for _, n in self.m.hparams())
-        states = {low.name: low.reason for low in self.lowerings()}
-        doc = f"{self.m.name}: a sequence mixer compiled by linarch."
+        hparams = "".join(f"{n.name}={n.attr('default')!r}, " for _, n in self.m.hparams())
+        signature = (f"def __init__(self, {hparams}layer_idx=None, mode=\"chunk\", "
+                     f"chunk_size={self.options.chunk_size}):")
+        states = {lowering(sp).name: lowering(sp).reason for sp in self.plan.states}
+        init = self.init_body()
+        reset = self.reset_body()
         forward = self.forward_body()
+        kernels = self.kernels()
         return _template().render(
             header=self.header(),
-            runtime=runtime_source(),
+            runtime=runtime_source(frozenset(self.em.helpers)),
+            kernels=kernels,
             class_name=self.m.name,
-            doc=doc,
-            source_name=self.m.source.name,
-            states_doc=repr(states),
-            hparam_args=hparams,
-            chunk_size=self.options.chunk_size,
-            init_body="\n".join(self.init_body()),
-            reset_body="\n".join(self.reset_body()),
-            forward_body="\n".join(forward),
+            doc=docstring(self.m),
+            states=states_literal(states),
+            init_signature="\n".join(wrap_lines([signature], 4)),
+            init_body="\n".join(wrap_lines(init, 8)),
+            reset_body="\n".join(wrap_lines(reset, 8)),
+            forward_body="\n".join(wrap_lines(forward, 8)),
         )
 
 
-__all__ = ["generate", "TorchOptions", "state_lowerings", "CodegenError"]
+def states_literal(states: dict[str, str]) -> str:
+    """`STATES = {...}`: each state and how it is computed, one per line within 100 columns."""
+    if not states:
+        return "STATES = {}"
+    lines = ["STATES = {"]
+    for name, how in states.items():
+        key = repr(name) + ": "
+        lines.append(f"    {key}{string_literal(how, 8 + len(key))},")
+    return "\n".join(lines + ["}"])
+
+
+# ---------------------------------------------------------------------------- the runtime
+
+
+@cache
+def _runtime_parts() -> tuple[str, tuple[tuple[str, str, frozenset[str]], ...]]:
+    """runtime.py as (its preamble, then (name, source, names it reads) per definition)."""
+    text = resources.files("linarch.codegen").joinpath("runtime.py").read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    lines = text.splitlines(keepends=True)
+    parts = []
+    first = None
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if first is None:
+            first = node
+        names = _defined(node)
+        start = node.lineno - 1
+        # keep the comment block just above a definition with it
+        while start > 0 and lines[start - 1].lstrip().startswith("#") and start - 1 >= (
+                first.lineno - 1 if node is not first else 0):
+            start -= 1
+        source = "".join(lines[start:node.end_lineno])
+        reads = frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+        parts.append((names, source, reads))
+    preamble = "".join(lines[: (first.lineno - 1 if first else len(lines))])
+    return preamble, tuple(parts)
+
+
+def _defined(node: ast.stmt) -> str:
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return node.name
+    if isinstance(node, ast.Assign):
+        return ",".join(t.id for t in node.targets[0].elts) if isinstance(
+            node.targets[0], ast.Tuple) else node.targets[0].id
+    raise CodegenError(f"runtime.py holds an unexpected statement at line {node.lineno}")
+
+
+def runtime_source(used: frozenset[str]) -> str:
+    """The runtime block with only the helpers in ``used`` and what they need, in file order."""
+    preamble, parts = _runtime_parts()
+    by_name = {}
+    for names, _, reads in parts:
+        for name in names.split(","):
+            by_name[name] = reads
+    need: set[str] = set()
+    todo = [u for u in used if u in by_name]
+    while todo:
+        name = todo.pop()
+        if name in need:
+            continue
+        need.add(name)
+        todo += [r for r in by_name[name] if r in by_name and r not in need]
+    blocks = [source for names, source, _ in parts if set(names.split(",")) & need]
+    return preamble + "\n\n".join(b.rstrip("\n") + "\n" for b in blocks)
+
+
+__all__ = ["generate", "TorchOptions", "state_lowerings", "CodegenError", "Generator",
+           "runtime_source"]

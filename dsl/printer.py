@@ -16,7 +16,7 @@ PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2, "**": 4}
 UNARY_PRECEDENCE = 3
 
 
-def format_program(program: ast.Program) -> str:
+def format_program(program: ast.Program, width: int = WIDTH) -> str:
     out: list[str] = []
     in_params = False
     for line in program.lines:
@@ -32,7 +32,7 @@ def format_program(program: ast.Program) -> str:
         if line.blank_before and out:
             out.append("")
         out.extend(INDENT * depth + "#" + c for c in line.comments_before)
-        text = INDENT * depth + (format_header(stmt) if depth == 0 else format_stmt(stmt))
+        text = INDENT * depth + (format_header(stmt, width) if depth == 0 else format_stmt(stmt))
         if line.comment_after is not None:
             text += "  #" + line.comment_after
         out.append(text)
@@ -40,16 +40,16 @@ def format_program(program: ast.Program) -> str:
     return "\n".join(out) + "\n"
 
 
-def format_header(stmt: ast.Stmt) -> str:
-    """The header, wrapped at WIDTH with its hyper-parameters aligned after the `(`."""
-    if not isinstance(stmt, ast.Header) or len(format_stmt(stmt)) <= WIDTH:
+def format_header(stmt: ast.Stmt, width: int = WIDTH) -> str:
+    """The header, wrapped at ``width`` with its hyper-parameters aligned after the `(`."""
+    if not isinstance(stmt, ast.Header) or len(format_stmt(stmt)) <= width:
         return format_stmt(stmt)
     prefix = f"mixer {stmt.name}("
     items = [f"{h.name} = {format_expr(h.default)}" for h in stmt.hparams]
     lines = [prefix + items[0]]
     for k, item in enumerate(items[1:], start=1):
         tail = "):" if k == len(items) - 1 else ","
-        if len(lines[-1]) + 2 + len(item) + len(tail) > WIDTH:
+        if len(lines[-1]) + 2 + len(item) + len(tail) > width:
             lines[-1] += ","
             lines.append(" " * len(prefix) + item)
         else:

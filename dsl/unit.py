@@ -10,11 +10,18 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import sympy as sp
 
 from linarch.dsl.ir import Module
+from linarch.dsl.recurrence import Recurrence
 from linarch.dsl.types import Type
+
+if TYPE_CHECKING:  # the passes import this module; their result types are only annotations here
+    from linarch.dsl.passes.causality import Dep
+    from linarch.dsl.passes.complexity import Cost
+    from linarch.dsl.passes.stability import Verdict
 
 
 @dataclass(frozen=True)
@@ -31,10 +38,10 @@ class Unit:
     symbols: Mapping[str, sp.Symbol] = field(default_factory=dict)
     defaults: Mapping[sp.Symbol, object] = field(default_factory=dict)
     types: Mapping[int, Type] = field(default_factory=dict)
-    transitions: tuple = ()  # of passes.transitions.Transition
-    time: Mapping[int, object] = field(default_factory=dict)  # node -> passes.causality.Dep
-    cost: object | None = None  # passes.complexity.Cost
-    stability: tuple = ()  # of passes.stability.Verdict
+    transitions: tuple[Recurrence, ...] = ()  # one typed recurrence form per state
+    time: Mapping[int, Dep] = field(default_factory=dict)  # what each value may depend on
+    cost: Cost | None = None
+    stability: tuple[Verdict, ...] = ()
 
     def type(self, i: int) -> Type:
         return self.types[i]

@@ -35,6 +35,11 @@ def to_program(module: Module) -> ast.Program:
     return ast.Program(lines[0].stmt, tuple(lines))
 
 
+def expression_text(module: Module, i: int) -> ast.Expr:
+    """Node ``i`` as a syntax-tree expression (named values by name), for messages and `show`."""
+    return _Unparser(module).expr(i)
+
+
 def _literal(value) -> ast.Literal:
     if isinstance(value, bool):
         return ast.Bool(value)

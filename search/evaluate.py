@@ -46,10 +46,11 @@ def evaluate(job: EvalJob) -> EvalResult:
 def _static(job: EvalJob) -> EvalResult:
     import linarch
 
-    errors = [d for d in linarch.check(job.source) if d.is_error]
-    if errors:
-        raise ValueError("; ".join(d.render().splitlines()[0] for d in errors))
-    a = linarch.analyze(job.source)
+    try:
+        a = linarch.analyze(job.source)
+    except linarch.LinarchError as err:
+        errors = [d for d in err.diagnostics if d.is_error]
+        raise ValueError("; ".join(d.render().splitlines()[0] for d in errors)) from None
     return EvalResult(0.0, 0.0, 0.0, "ok", metrics={
         "flops_per_token": float(a.flops_per_token), "state_bytes": float(a.state_bytes),
         "params": float(a.params)}, detail=", ".join(a.transition_classes))
@@ -60,7 +61,7 @@ def _numerics(job: EvalJob, hidden: int = 32, heads: int = 2, length: int = 24) 
 
     import linarch
 
-    layer_cls = linarch.compile(job.source)
+    layer_cls = linarch.build(job.source).layer
     torch.manual_seed(0)
     layer = layer_cls(hidden_size=hidden, num_heads=heads).double()
     x = torch.randn(2, length, hidden, dtype=torch.float64, requires_grad=True)
