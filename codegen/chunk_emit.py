@@ -26,18 +26,15 @@ class ChunkEmitter:
     # ------------------------------------------------------------------ values
     def value(self, op: Operand) -> str:
         text = self.em.expr(op.node, Ctx())
-        placed = self.em.place(op.node, text, op.axes, self.rank, Ctx())
+        placed = self.em.place(op.node, text, op.axes, self.rank, Ctx(), full=True)
         return f"(1 / {placed})" if op.inverse else placed
 
     def log(self, term: LogTerm) -> str:
         d = term.decay
-        if d.form is DecayForm.LOG:
-            text = self.em.expr(d.value.node, Ctx())
-            text = self.em.place(d.value.node, text, d.value.axes, self.rank, Ctx())
-            return f"(-{text})" if d.value.inverse else text
         text = self.em.expr(d.value.node, Ctx())
-        fn = "math.log" if self.em.ty(d.value.node).is_scalar_static else "torch.log"
-        text = f"{fn}({self.em.place(d.value.node, text, d.value.axes, self.rank, Ctx())})"
+        text = self.em.place(d.value.node, text, d.value.axes, self.rank, Ctx(), full=True)
+        if d.form is not DecayForm.LOG:
+            text = f"torch.log({text})"
         return f"(-{text})" if d.value.inverse else text
 
     def token(self, ops, logs=()) -> bool:
@@ -48,9 +45,8 @@ class ChunkEmitter:
         parts = [self.value(o) for o in p.operands]
         if p.logs:
             parts.append(f"torch.exp({' + '.join(self.log(t) for t in p.logs)})")
-        text = " * ".join(parts) if parts else "1.0"
-        if not any(self.em.ty(o.node).shape for o in p.operands) and not p.logs:
-            text = f"torch.full({(1,) * self.rank}, {text}, dtype=work_dtype, device=x.device)"
+        text = " * ".join(parts) if parts else \
+            f"torch.ones({(1,) * self.rank}, dtype=work_dtype, device=x.device)"
         if p.sign < 0:
             text = f"(-{text})"
         return text, self.token(p.operands, p.logs)

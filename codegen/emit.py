@@ -168,22 +168,27 @@ class Emitter:
             return f"{path}.reshape({', '.join(f'int({self.expr(d, Ctx())})' for d in positional[len(positional) - len(ty.shape):])})"  # noqa: E501
         return path
 
-    def place(self, i: int, text, axes: tuple[int, ...], rank: int, ctx: Ctx) -> str:
+    def place(self, i: int, text, axes: tuple[int, ...], rank: int, ctx: Ctx,
+              full: bool = False) -> str:
         """View operand ``i`` (``text``) so that its feature axes stand on axes ``axes`` of a
         result with ``rank`` feature axes. Per-token values keep their batch and time axes in
         front, so they never align with a static axis (torch's own rule aligns from the
         right); static values are right-aligned by torch and get a view only when they stand
         elsewhere."""
         ty = self.ty(i)
-        if not ty.shape or not isinstance(text, str):
+        token = ty.kind is Kind.TOKEN
+        if not isinstance(text, str) or not token and not ty.shape and not full:
             return text
         index = [":" if a in axes else "None" for a in range(rank)]
-        if ty.kind is Kind.TOKEN:
+        if token:
             if len(axes) == rank:
                 return text
             lead = [":"] if ctx.step else [":", ":"]
             return f"{text}[{', '.join(lead + index)}]"
-        if tuple(axes) == tuple(range(rank - len(axes), rank)):
+        if not ty.shape:  # a static number, as a tensor of the result's rank
+            return f"torch.as_tensor({text}, dtype=work_dtype, device=x.device)" + (
+                f"[{', '.join(index)}]" if index else "")
+        if not full and tuple(axes) == tuple(range(rank - len(axes), rank)):
             return text
         return f"{text}[{', '.join(index)}]"
 
@@ -272,10 +277,11 @@ class Emitter:
             over = n.keyword("over")
             axis = -1
             if over is not None:
-                val = self.node(over).attr("value")
-                if not isinstance(val, int):
-                    raise CodegenError(f"`{fn}` over {val} has no causal lowering")
-                axis = val
+                value = self.ty(over).value
+                if value is None or not value.is_Integer:
+                    raise CodegenError(f"`{fn}` over {self.ty(over).literal} has no causal "
+                                       "lowering")
+                axis = int(value)
             dim = self.feature_axis(pos[0], ctx, axis)
             if fn == "softmax":
                 return f"torch.softmax({args[0]}, dim={dim})"

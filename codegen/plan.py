@@ -323,7 +323,8 @@ def block_nodes(unit: Unit, rec: Recurrence) -> set[int]:
     inside = {rec.state}
     for step in rec.steps:
         inside |= (nx.ancestors(g, step.update) & depends) | {step.update}
-    inside |= {r.node for r in rec.reads}
+    for r in rec.reads:  # and what lies between the state and each readout (S * q in a sum)
+        inside |= (nx.ancestors(g, r.node) & depends) | {r.node}
     return inside
 
 

@@ -91,7 +91,8 @@ class Generator:
         self.m = unit.module
         self.options = options
         self.plan = the_plan
-        self.names = value_names(self.m)
+        self.names = {i: n for i, n in value_names(self.m).items()
+                      if self.m.node(i).op is not Op.CONST or self._is_static_scalar(i)}
         self.em = Emitter(unit, self.names)
 
     # ------------------------------------------------------------------ statics and params
@@ -134,8 +135,7 @@ class Generator:
         lines += ["self.layer_idx = layer_idx", "self.mode = mode",
                   "self.chunk_size = chunk_size", "self.aux_loss = torch.zeros(())"]
         for i, n in self.m.nodes():
-            if i in self.names and self._is_static_scalar(i) and n.op not in (Op.HPARAM,
-                                                                              Op.CONST):
+            if i in self.names and self._is_static_scalar(i) and n.op is not Op.HPARAM:
                 lines.append(f"{self.names[i]} = {self._static_inline(i)}")
                 lines.append(f"self.{self.names[i]} = {self.names[i]}")
         made: set[str] = set()
@@ -234,7 +234,7 @@ class Generator:
             "work_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32",
         ]
         statics = [(i, self.names[i]) for i, n in self.m.nodes()
-                   if i in self.names and self._is_static_scalar(i) and n.op is not Op.CONST]
+                   if i in self.names and self._is_static_scalar(i)]
         for i, name in statics:
             node = self.m.node(i)
             out.append(f"{name} = self.{node.name if node.op is Op.HPARAM else name}")

@@ -102,8 +102,12 @@ def _salvage_header(source: Source, ll: LogicalLine) -> ast.Header | None:
             value = ast.Bool(text == "true", span)
         else:
             try:
-                number = float(text) if any(c in text for c in ".eE") else int(text)
+                digits = len(text.lstrip("-"))
+                number = float(text) if any(c in text for c in ".eE") else (
+                    int(text) if digits <= MAX_INT_DIGITS else None)
             except ValueError:
+                continue
+            if number is None:
                 continue
             if not math.isfinite(number):
                 continue
@@ -241,6 +245,11 @@ class _Builder:
         ch = t.children
         sp = self.span(t)
         if kind == "int":
+            if len(str(ch[0])) > MAX_INT_DIGITS:
+                self.report("LA004", f"integer `{str(ch[0])[:12]}...` has {len(str(ch[0]))} "
+                            "digits", sp, f"an integer literal has at most {MAX_INT_DIGITS} "
+                            "digits; write large constants as floats (1e30)")
+                return ast.Num(0, "0", sp)
             return ast.Num(int(ch[0]), str(ch[0]), sp)
         if kind == "float":
             value = float(ch[0])
@@ -274,5 +283,7 @@ class _Builder:
             return ast.Keyword(str(t.children[0]), self.expr(t.children[1]), self.span(t))
         return self.expr(t)
 
+
+MAX_INT_DIGITS = 18  # an integer literal is a width, a count or an index
 
 BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@", "pow": "**"}

@@ -135,6 +135,13 @@ class _Decomposer:
         terms = _terms(self.m, node.args[1], 1)
         s_terms = [(sign, t) for sign, t in terms if self.dep(t)]
         write_terms = [(sign, t) for sign, t in terms if not self.dep(t)]
+        for _sign, t in s_terms:
+            other = self.through_other_state(t)
+            if other is not None:
+                raise self.reject("LA304", f"states `{node.name}` and `{other}` are coupled: "
+                                  f"`{node.name}`'s update reads `{other}`, which reads "
+                                  f"`{node.name}`", t, "write them as one state, or let only "
+                                  "one of them read the other")
         if len(s_terms) > 1:
             raise self.reject("LA302", f"state `{node.name}` appears in {len(s_terms)} terms of "
                               "its update", upd, "factor it once: S @ (A1 + A2) + B")
@@ -149,6 +156,16 @@ class _Decomposer:
         factors = self.chain(s_terms[0][1], s) if s_terms else []
         writes = tuple(self.write(sign, t) for sign, t in write_terms)
         return Step(upd, tuple(factors), writes, tuple(dict.fromkeys(self.operators)))
+
+    def through_other_state(self, t: int) -> str | None:
+        """The name of another state that term ``t`` reads and that itself reads this state."""
+        g = self.m.graph
+        between = (nx.ancestors(g, t) | {t}) & self.depends
+        for i in between:
+            n = self.node(i)
+            if n.op is Op.UPDATE and i not in self.updates:
+                return n.name
+        return None
 
     # -- the state term: c * S @ F1 @ F2 ..., in application order
     def chain(self, i: int, s: int) -> list:
@@ -361,7 +378,11 @@ class _Decomposer:
     # -- writes
     def write(self, sign: int, i: int) -> Write:
         i = resolve(self.m, i)
-        found, s = self.leaves(i, tuple(range(self.frame.rank)), split_outer=True)
+        where = alignment(self.shape(i), self.frame.shape)
+        if where is None:
+            raise self.reject("LA302", "this write does not broadcast onto the state", i,
+                              "reshape it with `as [..]` to the state's shape")
+        found, s = self.leaves(i, where, split_outer=True)
         ops = tuple(sorted((self.place(x, axes, inv) for x, axes, inv in found), key=_key))
         return Write(i, sign * s, ops)
 
@@ -440,10 +461,10 @@ class _Decomposer:
 
     def over(self, n: Node) -> int | None:
         k = n.keyword("over")
-        value = -1 if k is None else self.node(k).attr("value")
-        if isinstance(value, bool) or not isinstance(value, int):
+        value = -1 if k is None else self.unit.types[k].value
+        if value is None or not getattr(value, "is_Integer", isinstance(value, int)):
             return None
-        axis = value if value >= 0 else self.frame.rank + value
+        axis = int(value) if value >= 0 else self.frame.rank + int(value)
         return axis if 0 <= axis < self.frame.rank else None
 
     def formula(self) -> str:

@@ -17,6 +17,8 @@ import sympy as sp
 from linarch.dsl import intervals as iv
 from linarch.dsl.builtins import BUILTINS, Family
 from linarch.dsl.diagnostics import Reporter
+from linarch.dsl.folding import FoldError, evaluate, fold
+from linarch.dsl.folding import apply as fold_call
 from linarch.dsl.intervals import INF, Interval
 from linarch.dsl.ir import Node, Op
 from linarch.dsl.params import ACTIVATIONS, INITS, PADDINGS, PARAM_KINDS
@@ -105,16 +107,8 @@ class _Checker:
         return ty
 
     def at_defaults(self, e: sp.Expr) -> float | None:
-        # xreplace with sympy numbers: the same value as subs() for a symbol -> number map, and
-        # an order of magnitude faster (this runs for every dimension of every node)
-        try:
-            if self._subs is None:
-                self._subs = {k: sp.sympify(d) for k, d in self.defaults.items()}
-            v = sp.sympify(e).xreplace(self._subs)
-            num = float(v) if v.is_number else None
-        except (TypeError, ValueError, OverflowError, sp.SympifyError):
-            return None
-        return num if num is not None and math.isfinite(num) else None  # 2 ** T is no size
+        """A formula's value at the defaults, in floating point (bounded; 2 ** T is no size)."""
+        return evaluate(e, self.defaults)
 
     # ------------------------------------------------------------------ nodes
     def visit(self, i: int, n: Node) -> Type:
@@ -205,6 +199,17 @@ class _Checker:
             return self.err("LA113", f"`{n.name}` must default to a positive integer", n)
         return Type(Kind.STATIC, value=sym, range=static_range(sym, self.defaults))
 
+    def _fold(self, n: Node, compute) -> sp.Expr:
+        try:
+            return compute()
+        except FoldError as exc:
+            self.err("LA118", f"this static formula cannot be computed: {exc}", n,
+                     "keep static numbers to what a layer needs (widths, rates, constants)")
+            raise _Poison from None
+
+    def static_range(self, value: sp.Expr) -> Interval:
+        return static_range(value, self.defaults)
+
     def _dim(self, i: int, n: Node, what: str) -> sp.Expr:
         t = self.t(i)
         if not t.is_scalar_static:
@@ -250,8 +255,8 @@ class _Checker:
         if op == "@":
             return self._matmul(a, b, n)
         if a.is_scalar_static and b.is_scalar_static:
-            value = _SYMPY_OPS[op](a.value, b.value)
-            return Type(Kind.STATIC, value=value, range=static_range(value, self.defaults))
+            value = self._fold(n, lambda: fold(op, a.value, b.value))
+            return Type(Kind.STATIC, value=value, range=self.static_range(value))
         if a.kind is Kind.IDENTITY or b.kind is Kind.IDENTITY:
             return self._with_identity(a, b, op, n)
         self._tensor(a, n, f"use `{op}` on")
@@ -263,7 +268,11 @@ class _Checker:
                             "per-head values broadcast over trailing axes ([H] with [H, d]); "
                             "reshape with `as [..]` or use diag()/outer()")
         kind = Kind.TOKEN if Kind.TOKEN in (a.kind, b.kind) else Kind.STATIC
-        return Type(kind, shape, range=_interval_op(op, a, b))
+        rng = _interval_op(op, a, b)
+        if rng is None:  # a fractional power of a value that may be negative
+            self._domain("a fractional power", a.range, n)
+            rng = Interval()
+        return Type(kind, shape, range=rng)
 
     def _with_identity(self, a: Type, b: Type, op: str, n: Node) -> Type:
         other = b if a.kind is Kind.IDENTITY else a
@@ -347,10 +356,12 @@ class _Checker:
         args = [self.t(a) for a in pos]
         if fn.family is Family.ELEMENTWISE:
             a = args[0]
-            if a.is_scalar_static and fn.name in _SYMPY_FNS:
-                value = _SYMPY_FNS[fn.name](a.value)
-                return Type(Kind.STATIC, value=value, range=static_range(value, self.defaults))
+            if a.is_scalar_static and fn.name in FOLDED:
+                value = self._fold(n, lambda: fold_call(fn.name, a.value))
+                return Type(Kind.STATIC, value=value, range=self.static_range(value))
             self._tensor(a, n, f"apply {fn.name} to")
+            if fn.name in ("log", "sqrt") and not self._domain(fn.name, a.range, n):
+                return Type(a.kind, a.shape)
             return Type(a.kind, a.shape, range=fn.range(a.range) if fn.range else Interval())
         if fn.family is Family.FEATURE:
             return self._feature(fn, n, args[0])
@@ -386,6 +397,19 @@ class _Checker:
         self.err("LA105", "`over` is `time`, `batch` or a feature axis number", n)
         raise _Poison
 
+    def _domain(self, what: str, r: Interval, n: Node) -> bool:
+        """Whether ``r`` lies in the domain [0, inf] of log, sqrt or a fractional power (else NaN):
+        never (LA116, an error), not provably (LA117, a warning; the result is unbounded)."""
+        if r.lo >= 0:
+            return True
+        if r.hi < 0 or what == "log" and r.hi <= 0:
+            self.err("LA116", f"{what} of a value in {r}: always outside its domain (NaN)", n,
+                     "apply it to a non-negative value: softplus(.), abs(.), sigmoid(.)")
+            raise _Poison
+        self.report("LA117", f"{what} of a value in {r}: NaN where the value is negative", n.span,
+                    "apply it to a non-negative value: softplus(.), abs(.), sigmoid(.)")
+        return False
+
     def _feature(self, fn, n: Node, a: Type) -> Type:
         self._tensor(a, n, f"apply {fn.name} to")
         if not a.shape:
@@ -409,9 +433,7 @@ class _Checker:
             self._tensor(x, n, "clamp")
             if not (lo.is_scalar_static and hi.is_scalar_static):
                 return self.err("LA105", "clamp bounds must be static numbers", n)
-            rng = Interval(max(x.range.lo, float(self.at_defaults(lo.value) or -INF)),
-                           min(x.range.hi, float(self.at_defaults(hi.value) or INF)))
-            return Type(x.kind, x.shape, range=rng)
+            return Type(x.kind, x.shape, range=iv.clamp(x.range, lo.range, hi.range))
         for a in args:
             self._tensor(a, n, f"apply {fn.name} to")
         shape = args[0].shape
@@ -634,24 +656,11 @@ class _Poison(Exception):
     pass
 
 
-_SYMPY_OPS = {
-    "+": lambda a, b: a + b,
-    "-": lambda a, b: a - b,
-    "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b,
-    "**": lambda a, b: a**b,
-}
-
-_SYMPY_FNS = {
-    "exp": sp.exp,
-    "log": sp.log,
-    "sqrt": sp.sqrt,
-    "abs": sp.Abs,
-    "square": lambda v: v**2,
-}
+FOLDED = ("exp", "log", "sqrt", "abs", "square")  # builtins folded on static numbers
 
 
-def _interval_op(op: str, a: Type, b: Type) -> Interval:
+def _interval_op(op: str, a: Type, b: Type) -> Interval | None:
+    """The range of ``a op b``; None for a power that may not be a real number."""
     ra, rb = a.range, b.range
     if op == "+":
         return ra + rb
@@ -661,22 +670,10 @@ def _interval_op(op: str, a: Type, b: Type) -> Interval:
         return ra * rb
     if op == "/":
         return ra / rb
-    if op == "**" and a.is_scalar_static and ra.lo > 0:
-        base = ra.lo
-        if base == 1:
-            return Interval(1.0, 1.0)
-        lo, hi = rb.lo, rb.hi
-        at_lo, at_hi = iv.exp(lo * math.log(base)), iv.exp(hi * math.log(base))
-        return Interval(min(at_lo, at_hi), max(at_lo, at_hi))
-    if op == "**" and b.is_scalar_static:
-        p = b.value
-        if p == 2:
-            lo = 0.0 if ra.lo <= 0 <= ra.hi else min(ra.lo**2, ra.hi**2)
-            return Interval(lo, INF if math.isinf(ra.hi) or math.isinf(ra.lo)
-                            else max(ra.lo**2, ra.hi**2))
-        if ra.lo >= 0:
-            return Interval(0.0, INF)
-    return Interval()
+    integer = None
+    if b.is_scalar_static and b.value.is_Integer:
+        integer = int(b.value)
+    return iv.power(ra, rb, integer)
 
 
 __all__ = ["typecheck", "T_SYMBOL", "iv"]
