@@ -212,7 +212,16 @@ class Emitter:
         if ta.is_scalar_static and tb.is_scalar_static:
             return f"({ea} {op} {eb})"
         result = self.ty(i)
+        ea, eb = (self.number(x, t) for x, t in ((a, ea), (b, eb)))
         return f"({self.aligned(a, ea, result, ctx)} {op} {self.aligned(b, eb, result, ctx)})"
+
+    def number(self, i: int, text):
+        """A static integer formula next to a tensor, as a float: exact Python integers can
+        exceed what torch converts (2 ** 64)."""
+        ty = self.ty(i)
+        if ty.is_scalar_static and ty.value.is_integer and self.node(i).op is not Op.CONST:
+            return f"float({text})"
+        return text
 
     def _with_eye(self, i: int, op: str, a: int, b: int, ea, eb, ctx: Ctx):
         if op in ("*", "/"):

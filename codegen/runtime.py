@@ -362,5 +362,6 @@ def softmax_attention(q, k, v, scale, past=None, key_mask=None):
     scores = scores.masked_fill(~allowed, -math.inf)
     if key_mask is not None:
         scores = scores.masked_fill(key_mask[:, None, None, -S:] == 0, -math.inf)
-    p = torch.softmax(scores.float(), dim=-1).nan_to_num(0.0).to(v.dtype)
+    work = torch.float64 if scores.dtype == torch.float64 else torch.float32
+    p = torch.softmax(scores.to(work), dim=-1).nan_to_num(0.0).to(v.dtype)
     return torch.einsum("bhts,bshe->bthe", p, v), (k, v)

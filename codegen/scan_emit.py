@@ -20,14 +20,17 @@ from linarch.dsl.unit import Unit
 
 def local_nodes(unit: Unit, rec: Recurrence) -> set[int]:
     """Nodes computed inside the loop: the block's own nodes and the unnamed element-wise
-    operands that only they use."""
+    operands that only they use (never a value that reads another state: that one is computed
+    by its own block, before this one)."""
     m = unit.module
     g = m.graph
     local = block_nodes(unit, rec)
+    states = [i for i, _ in m.nodes(Op.STATE) if i != rec.state]
+    elsewhere = set().union(*(nx.descendants(g, s) | {s} for s in states))
     for i in sorted(set().union(*(nx.ancestors(g, n) for n in local)) - local, reverse=True):
         n = m.node(i)
         users = set(m.users(i))
-        if not users or not users <= local or n.name is not None:
+        if not users or not users <= local or n.name is not None or i in elsewhere:
             continue
         if n.op in (Op.BINARY, Op.NEG, Op.IDENTITY, Op.CONST, Op.RESHAPE) or (
                 n.op is Op.CALL and n.attr("fn") not in TIME_OPS):

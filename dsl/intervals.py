@@ -110,7 +110,7 @@ def exp(v: float) -> float:
 
 
 def log(v: float) -> float:
-    if v <= 0:
+    if v <= 0 or v == TINY:  # TINY: known > 0, but not how far from 0
         return -INF
     return INF if v == INF else math.log(v)
 

@@ -93,7 +93,10 @@ class _Lowering:
                         f"of the generated layer: {why}", hp.span, "rename it")
             return
         value = hp.default.value
-        nid = self.b.add(Node(Op.HPARAM, attrs=(("default", value),), name=hp.name, span=hp.span))
+        attrs: tuple = (("default", value),)
+        if hp.range is not None:
+            attrs += (("range", (hp.range[0].value, hp.range[1].value)),)
+        nid = self.b.add(Node(Op.HPARAM, attrs=attrs, name=hp.name, span=hp.span))
         self.env[hp.name] = nid
 
     def _define(self, name: str, span, nid: int) -> None:

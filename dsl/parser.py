@@ -203,10 +203,7 @@ class _Builder:
         kind = t.data
         ch = t.children
         if kind == "header":
-            hps = tuple(
-                ast.HParam(str(h.children[0]), self.literal(h.children[1]), self.span(h))
-                for h in ch[1:] if isinstance(h, Tree)
-            )
+            hps = tuple(self.hparam(h) for h in ch[1:] if isinstance(h, Tree))
             return ast.Header(str(ch[0]), hps, self.span(t))
         if kind == "section":
             return ast.Section("params", self.span(t))
@@ -225,6 +222,13 @@ class _Builder:
         if kind == "complexity_decl":
             return ast.ComplexityDecl(str(ch[0]), self.span(t))
         raise AssertionError(f"unknown statement {kind}")
+
+    def hparam(self, h: Tree) -> ast.HParam:
+        parts = [c for c in h.children if c is not None]
+        bounds = None
+        if len(parts) == 4:
+            bounds = (self.literal(parts[2]), self.literal(parts[3]))
+        return ast.HParam(str(parts[0]), self.literal(parts[1]), self.span(h), bounds)
 
     def shape(self, t: Tree) -> tuple[ast.Expr, ...]:
         return tuple(self.expr(c) for c in t.children)

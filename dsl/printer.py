@@ -45,7 +45,7 @@ def format_header(stmt: ast.Stmt, width: int = WIDTH) -> str:
     if not isinstance(stmt, ast.Header) or len(format_stmt(stmt)) <= width:
         return format_stmt(stmt)
     prefix = f"mixer {stmt.name}("
-    items = [f"{h.name} = {format_expr(h.default)}" for h in stmt.hparams]
+    items = [format_hparam(h) for h in stmt.hparams]
     lines = [prefix + items[0]]
     for k, item in enumerate(items[1:], start=1):
         tail = "):" if k == len(items) - 1 else ","
@@ -57,9 +57,16 @@ def format_header(stmt: ast.Stmt, width: int = WIDTH) -> str:
     return "\n".join(lines) + "):"
 
 
+def format_hparam(h: ast.HParam) -> str:
+    text = f"{h.name} = {format_expr(h.default)}"
+    if h.range is not None:
+        text += f" in [{format_expr(h.range[0])}, {format_expr(h.range[1])}]"
+    return text
+
+
 def format_stmt(stmt: ast.Stmt) -> str:
     if isinstance(stmt, ast.Header):
-        hps = ", ".join(f"{h.name} = {format_expr(h.default)}" for h in stmt.hparams)
+        hps = ", ".join(format_hparam(h) for h in stmt.hparams)
         return f"mixer {stmt.name}({hps}):"
     if isinstance(stmt, ast.Section):
         return f"{stmt.name}:"

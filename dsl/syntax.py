@@ -93,9 +93,13 @@ Literal = Num | Str | Bool
 
 @dataclass(frozen=True)
 class HParam:
+    """``name = default`` in the header, with an optional declared range ``in [lo, hi]``: the
+    values the constructor accepts, over which the compiler proves its bounds."""
+
     name: str
     default: Literal
     span: Span | None = field(default=None, compare=False)
+    range: tuple[Literal, Literal] | None = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ def to_text(module: Module) -> str:
 def to_program(module: Module) -> ast.Program:
     u = _Unparser(module)
     hparams = tuple(
-        ast.HParam(n.name, _literal(n.attr("default"))) for _, n in module.nodes(Op.HPARAM)
+        ast.HParam(n.name, _literal(n.attr("default")), range=None if n.attr("range") is None
+                   else tuple(_literal(v) for v in n.attr("range")))
+        for _, n in module.nodes(Op.HPARAM)
     )
     lines = [ast.Line(ast.Header(module.name, hparams))]
     if module.complexity:

@@ -68,6 +68,7 @@ class _Checker:
         self.symbols: dict[str, sp.Symbol] = {}
         self.defaults: dict[sp.Symbol, object] = {T_SYMBOL: 2048}
         self.bad_dims: set[sp.Expr] = set()  # dimension formulas already reported (LA114)
+        self.ranges: dict[sp.Symbol, Interval] = {}  # declared ranges of hyper-parameters
         self._subs: dict | None = None  # the defaults as sympy numbers (built on first use)
         self.names: dict[sp.Expr, sp.Symbol] = {}  # value -> binding name, for messages
 
@@ -190,24 +191,42 @@ class _Checker:
         if isinstance(v, str):
             return Type(Kind.STRING, literal=v)
         integer = isinstance(v, int)
-        sym = sp.Symbol(n.name, positive=True, integer=integer) if v > 0 else sp.Symbol(
-            n.name, real=True, integer=integer)
+        declared = n.attr("range")
+        if declared is not None:
+            lo, hi = declared
+            if any(isinstance(b, (bool, str)) for b in declared) or not lo <= v <= hi:
+                return self.err("LA113", f"`{n.name} = {v}` is not in its declared range "
+                                f"[{lo}, {hi}]", n, "declare numbers lo <= default <= hi")
+            sym = sp.Symbol(n.name, real=True, integer=integer, positive=lo > 0 or None,
+                            nonnegative=lo >= 0 or None)
+            self.ranges[sym] = Interval(float(lo), float(hi))
+        else:  # a positive default declares (0, inf]: the constructor refuses other values
+            sym = sp.Symbol(n.name, positive=True, integer=integer) if v > 0 else sp.Symbol(
+                n.name, real=True, integer=integer)
         self.symbols[n.name] = sym
         self.defaults[sym] = v
-        self._subs = None
         if n.name in ("hidden_size", "num_heads") and not (integer and v > 0):
             return self.err("LA113", f"`{n.name}` must default to a positive integer", n)
-        return Type(Kind.STATIC, value=sym, range=static_range(sym, self.defaults))
+        return Type(Kind.STATIC, value=sym, range=self.static_range(sym))
 
     def _fold(self, n: Node, compute) -> sp.Expr:
         try:
-            return compute()
+            value = compute()
         except FoldError as exc:
             self.err("LA118", f"this static formula cannot be computed: {exc}", n,
                      "keep static numbers to what a layer needs (widths, rates, constants)")
             raise _Poison from None
+        if self.at_defaults(value) is None:
+            self.err("LA118", f"this static formula has no finite value at the defaults "
+                     f"({self.pretty(value)})", n, "check the hyper-parameter defaults: a "
+                     "division by zero, or log or sqrt of a number out of its domain")
+            raise _Poison
+        return value
 
     def static_range(self, value: sp.Expr) -> Interval:
+        """A static formula's range over the declared ranges of its hyper-parameters."""
+        if value in self.ranges:
+            return self.ranges[value]
         return static_range(value, self.defaults)
 
     def _dim(self, i: int, n: Node, what: str) -> sp.Expr:
@@ -256,7 +275,11 @@ class _Checker:
             return self._matmul(a, b, n)
         if a.is_scalar_static and b.is_scalar_static:
             value = self._fold(n, lambda: fold(op, a.value, b.value))
-            return Type(Kind.STATIC, value=value, range=self.static_range(value))
+            rng = self.static_range(value)
+            by_parts = _interval_op(op, a, b)
+            if by_parts is not None:  # both are sound: keep what both allow
+                rng = Interval(max(rng.lo, by_parts.lo), min(rng.hi, by_parts.hi))
+            return Type(Kind.STATIC, value=value, range=rng)
         if a.kind is Kind.IDENTITY or b.kind is Kind.IDENTITY:
             return self._with_identity(a, b, op, n)
         self._tensor(a, n, f"use `{op}` on")
@@ -357,8 +380,13 @@ class _Checker:
         if fn.family is Family.ELEMENTWISE:
             a = args[0]
             if a.is_scalar_static and fn.name in FOLDED:
+                inside = fn.name not in ("log", "sqrt") or self._domain(fn.name, a.range, n)
                 value = self._fold(n, lambda: fold_call(fn.name, a.value))
-                return Type(Kind.STATIC, value=value, range=self.static_range(value))
+                rng = self.static_range(value)
+                if inside and fn.range:
+                    by_parts = fn.range(a.range)
+                    rng = Interval(max(rng.lo, by_parts.lo), min(rng.hi, by_parts.hi))
+                return Type(Kind.STATIC, value=value, range=rng)
             self._tensor(a, n, f"apply {fn.name} to")
             if fn.name in ("log", "sqrt") and not self._domain(fn.name, a.range, n):
                 return Type(a.kind, a.shape)
@@ -402,7 +430,7 @@ class _Checker:
         never (LA116, an error), not provably (LA117, a warning; the result is unbounded)."""
         if r.lo >= 0:
             return True
-        if r.hi < 0 or what == "log" and r.hi <= 0:
+        if r.hi <= 0:  # negative, or zero only at one end: NaN everywhere it varies
             self.err("LA116", f"{what} of a value in {r}: always outside its domain (NaN)", n,
                      "apply it to a non-negative value: softplus(.), abs(.), sigmoid(.)")
             raise _Poison
@@ -446,6 +474,9 @@ class _Checker:
         if fn.name == "lerp":
             a, b, w = (x.range for x in args)
             rng = a + (b - a) * w
+            if w.within(0.0, 1.0):  # between a and b: a + (b - a) w = (1 - w) a + w b
+                hull = a.join(b)
+                rng = Interval(max(rng.lo, hull.lo), min(rng.hi, hull.hi))
         elif fn.name == "minimum":
             rng = Interval(min(args[0].range.lo, args[1].range.lo),
                            min(args[0].range.hi, args[1].range.hi))
@@ -535,7 +566,20 @@ class _Checker:
             if over != "time":
                 return self.err("LA105", f"`{fn.name}` runs over time: write `over = time`", n)
         a = args[0]
-        return Type(Kind.TOKEN, a.shape, range=a.range if fn.name == "token_shift" else Interval())
+        if fn.name == "token_shift":  # the value at t - 1, zeros at the first token
+            return Type(Kind.TOKEN, a.shape, range=a.range.join(Interval(0.0, 0.0)))
+        if fn.name == "fft_conv":
+            shape = broadcast(a.shape, args[1].shape)
+            if shape is None:
+                return self.err("LA103", f"fft_conv of {self.fmt_shape(a.shape)} and "
+                                f"{self.fmt_shape(args[1].shape)}: the filter must broadcast onto "
+                                "the value", n, "give the filter the value's shape")
+            return Type(Kind.TOKEN, shape)
+        rng = Interval()
+        if fn.name == "cumsum":  # a running sum of signed terms keeps their sign
+            rng = Interval(0.0, INF) if a.range.lo >= 0 else (
+                Interval(-INF, 0.0) if a.range.hi <= 0 else Interval())
+        return Type(Kind.TOKEN, a.shape, range=rng)
 
     # ------------------------------------------------------------------ parameters
     def _param(self, n: Node) -> Type:
