@@ -53,7 +53,9 @@ class Outcome:
 
 
 def probe(text: str, name: str = "probe.lin", *, length: int = 21, chunk_size: int = 8,
-          stable_length: int = 160) -> Outcome:
+          stable_length: int = 160, kwargs: dict | None = None) -> Outcome:
+    """Check ``text``; if accepted, build its layer (at its defaults, or with ``kwargs``) and
+    hold it to check's promises (see the module docstring)."""
     source = Source(text, name)
     diagnostics = tuple(linarch.check(source, chunk_size=chunk_size))
     if any(d.is_error for d in diagnostics):
@@ -61,11 +63,11 @@ def probe(text: str, name: str = "probe.lin", *, length: int = 21, chunk_size: i
     compiled = linarch.build(source, chunk_size=chunk_size)
     torch.manual_seed(0)
     try:
-        layer = compiled.layer(layer_idx=0)
+        layer = compiled.layer(layer_idx=0, **(kwargs or {}))
     except Exception as exc:  # noqa: BLE001 - the promise is that it builds
         raise ProbeFailure(f"the layer does not build at its defaults: {exc!r}") from exc
     layer = randomise(layer, seed=0, scale=0.2).double()
-    hidden = int(compiled.hparams["hidden_size"])
+    hidden = int((kwargs or {}).get("hidden_size", compiled.hparams["hidden_size"]))
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(2, length, hidden, generator=gen, dtype=torch.float64)
     _agree(layer, x)
