@@ -121,6 +121,7 @@ class Decay:
     value: Operand  # g for LOG (the log-decay), the multiplier itself otherwise
     form: DecayForm
     written: int | None = None  # the multiplier expression it came from, as the update writes it
+    link: int | None = None  # the step's chain link it belongs to (see Step.chain)
 
     @property
     def axes(self) -> frozenset[int]:
@@ -145,6 +146,8 @@ class RankOne:
     base: Base = Base.IDENTITY
     base_decays: tuple[Decay, ...] = ()  # alpha for SCALED, d for DIAGONAL (a product)
     written_rate: int | None = None  # the rate as the program writes it (rate * outer(u, w))
+    outer: int | None = None  # the outer(u, w) call as written
+    link: int | None = None  # the step's chain link it belongs to (see Step.chain)
 
     @property
     def symmetric(self) -> bool:
@@ -167,6 +170,7 @@ class Write:
     term: int
     sign: int
     operands: tuple[Operand, ...]
+    outer: int | None = None  # the term's one outer(v, k) call as written, if it has one
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,9 @@ class Step:
     # nodes that only build transition matrices (diag(.), I - ..., alpha * I): the recurrent form
     # applies the factors without materialising them, so the cost model does not count them
     operators: tuple[int, ...] = ()
+    # the state term as written, in application order: ("scale", c) for c * S, ("divide", c)
+    # for S / c, ("factor", F) for S @ F; every factor above names its link
+    chain: tuple[tuple[str, int], ...] = ()
 
     @property
     def decays(self) -> tuple[Decay, ...]:

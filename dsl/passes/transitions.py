@@ -153,9 +153,16 @@ class _Decomposer:
                               "flip has no log-space decay", upd,
                               "keep S with a + sign: S = S @ A + B")
         self.operators: list[int] = []
+        self.links: list[tuple[str, int]] = []
         factors = self.chain(s_terms[0][1], s) if s_terms else []
         writes = tuple(self.write(sign, t) for sign, t in write_terms)
-        return Step(upd, tuple(factors), writes, tuple(dict.fromkeys(self.operators)))
+        return Step(upd, tuple(factors), writes, tuple(dict.fromkeys(self.operators)),
+                    tuple(self.links))
+
+    def linked(self, kind: str, node: int, factors: list) -> list:
+        """``factors`` as coming from one link of the chain (``kind``, ``node`` as written)."""
+        self.links.append((kind, node))
+        return [replace(f, link=node) for f in factors]
 
     def through_other_state(self, t: int) -> str | None:
         """The name of another state that term ``t`` reads and that itself reads this state."""
@@ -184,7 +191,8 @@ class _Decomposer:
                     raise self.reject("LA302", "the transition multiplies the state from the "
                                       "left", i, "linarch uses the row convention S_t = "
                                       "S_{t-1} A_t + B_t: write S @ A")
-                return self.chain(a, s) + self.right(b)
+                inner = self.chain(a, s)
+                return inner + self.linked("factor", resolve(self.m, b), self.right(b))
             if op == "/" and self.dep(b):
                 raise self.reject("LA301", "the state is in a denominator: the update is not "
                                   "affine", i, "divide the readout instead")
@@ -193,7 +201,10 @@ class _Decomposer:
             if where is None:
                 raise self.reject("LA302", "this factor does not broadcast onto the state", i,
                                   "reshape it with `as [..]` to the state's leading axes")
-            return self.chain(inner, s) + self.scale(factor, where, op == "/")
+            kind = "divide" if op == "/" else "scale"
+            head = self.chain(inner, s)
+            return head + self.linked(kind, resolve(self.m, factor),
+                                      self.scale(factor, where, op == "/"))
         if n.op is Op.NEG:
             raise self.reject("LA302", "the state is negated: a sign flip has no log-space "
                               "decay", i, "keep S with a + sign; a transition with negative "
@@ -342,15 +353,16 @@ class _Decomposer:
         if ln.op is Op.BINARY and ln.attr("op") == "*":
             a, b = (resolve(self.m, x) for x in ln.args)
             written = a if _is_outer(self.node(b)) else b if _is_outer(self.node(a)) else None
+        outer = _one_outer(self.m, low)
         bn = self.node(base)
         if bn.op is Op.IDENTITY:
-            return RankOne(i, sign * s, rate, u, w, written_rate=written)
+            return RankOne(i, sign * s, rate, u, w, written_rate=written, outer=outer)
         if self.unit.types[base].kind is Kind.IDENTITY:
             return RankOne(i, sign * s, rate, u, w, Base.SCALED, tuple(self.identity_scale(base)),
-                           written)
+                           written, outer)
         if bn.op is Op.CALL and bn.attr("fn") == "diag":
             decays = self.scale(bn.args[0], (*self.frame.lead, self.frame.col))
-            return RankOne(i, sign * s, rate, u, w, Base.DIAGONAL, tuple(decays), written)
+            return RankOne(i, sign * s, rate, u, w, Base.DIAGONAL, tuple(decays), written, outer)
         raise self.unknown(i)
 
     def low_rank(self, i: int, where: int):
@@ -384,7 +396,7 @@ class _Decomposer:
                               "reshape it with `as [..]` to the state's shape")
         found, s = self.leaves(i, where, split_outer=True)
         ops = tuple(sorted((self.place(x, axes, inv) for x, axes, inv in found), key=_key))
-        return Write(i, sign * s, ops)
+        return Write(i, sign * s, ops, _one_outer(self.m, i))
 
     # -- readouts
     def chain_nodes(self) -> set[int]:
@@ -493,6 +505,12 @@ def _terms(m: Module, i: int, sign: int) -> list[tuple[int, int]]:
     if n.op is Op.NEG:
         return _terms(m, n.args[0], -sign)
     return [(sign, i)]
+
+
+def _one_outer(m: Module, i: int) -> int | None:
+    """The single outer() call among the factors of product ``i`` (None if not exactly one)."""
+    outers = [x for x, inv in _product(m, i) if _is_outer(m.node(x)) and not inv]
+    return outers[0] if len(outers) == 1 else None
 
 
 def _product(m: Module, i: int, inverse: bool = False) -> list[tuple[int, bool]]:
