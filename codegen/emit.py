@@ -28,11 +28,11 @@ ELEMENTWISE = {
     "tanh": "torch.tanh({})", "relu": "F.relu({})", "gelu": "F.gelu({})", "elu": "F.elu({})",
     "exp": "torch.exp({})", "log": "torch.log({})", "softplus": "F.softplus({})",
     "logsigmoid": "F.logsigmoid({})", "sqrt": "torch.sqrt({})", "abs": "torch.abs({})",
-    "square": "torch.square({})",
+    "square": "torch.square({})", "round": "torch.round({})",
 }
 SCALAR_FNS = {"exp": "math.exp({})", "log": "math.log({})", "sqrt": "math.sqrt({})",
               "abs": "abs({})", "square": "(({}) ** 2)", "sigmoid": "(1 / (1 + math.exp(-({}))))",
-              "tanh": "math.tanh({})"}
+              "tanh": "math.tanh({})", "round": "round({})"}
 ACTS = {"silu": "nn.SiLU()", "swish": "nn.SiLU()", "tanh": "nn.Tanh()", "relu": "nn.ReLU()",
         "gelu": "nn.GELU()", "sigmoid": "nn.Sigmoid()", "none": "nn.Identity()"}
 

@@ -9,6 +9,77 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+class Hyper:
+    """One constructor keyword of a compiled layer: its default (a value, or a function of the
+    keywords before it), the range the compiler proved its bounds over, whether it must be an
+    integer, and whether the layer reads it (a keyword it does not read is accepted only where it
+    changes nothing)."""
+
+    def __init__(self, default, reads=(), low=None, high=None, open_low=False, integer=False,
+                 used=True, declared=False):
+        self.default, self.reads, self.low, self.high = default, reads, low, high
+        self.open_low, self.integer, self.used, self.declared = open_low, integer, used, declared
+
+    def value(self, values):
+        if not callable(self.default):
+            return self.default
+        v = self.default(**{k: values[k] for k in self.reads})
+        return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def resolve_hparams(table, given, owner):
+    """The layer's keywords: omitted or None ones take their default (computed from earlier
+    keywords where it is a formula); every value is checked against what the compiler assumed;
+    a keyword the layer does not read must agree with what it would have set, so nothing passed
+    is silently ignored."""
+    explicit = {k: v for k, v in given.items() if v is not None}
+    values = {}
+    for name, h in table.items():  # header order: a formula reads earlier keywords only
+        values[name] = explicit[name] if name in explicit else h.value(values)
+    for name, h in table.items():
+        v = values[name]
+        if isinstance(h.default, (bool, str)) or not isinstance(v, (int, float)) or \
+                isinstance(v, bool):
+            if type(v) is not type(h.default):
+                raise TypeError(f"{owner}: {name}={v!r}, expected a {type(h.default).__name__}")
+            continue
+        if h.integer:
+            if isinstance(v, float) and not v.is_integer():
+                raise TypeError(f"{owner}: {name}={v!r} must be an integer")
+            values[name] = v = int(v)
+        low_ok = h.low is None or (v > h.low if h.open_low else v >= h.low)
+        if not low_ok or h.high is not None and v > h.high:
+            what = "> 0" if h.open_low and h.low == 0 and h.high is None else \
+                f"in [{h.low}, {h.high}]"
+            raise ValueError(f"{owner}: {name}={v!r} must be {what} (the compiler's bounds "
+                             "assume it)")
+    for name in explicit:
+        h = table[name]
+        if h.used:
+            continue
+        readers = [r for r, hr in table.items() if name in hr.reads]
+        if readers and all(r in explicit for r in readers):
+            for r in readers:
+                expected = table[r].value(values)
+                if not math.isclose(values[r], expected, rel_tol=1e-9):
+                    raise ValueError(f"{owner}: {r}={values[r]!r} contradicts {name}="
+                                     f"{values[name]!r} (which gives {r}={expected!r}); pass "
+                                     "one of them")
+        elif not readers and not h.declared and values[name] != h.value(values):
+            raise ValueError(f"{owner}: {name}={values[name]!r} would change nothing: this layer "
+                             f"implements {name}={h.value(values)!r} only")
+    return values
+
+
+def width(value, formula):
+    """A width the program computes from its keywords, as an int: an error, never a silent
+    truncation, when the keywords make it fractional or not positive."""
+    if isinstance(value, float) and not value.is_integer() or value <= 0:
+        raise ValueError(f"{formula} = {value!r} is not a positive integer: check the "
+                         "constructor's keywords")
+    return int(value)
+
+
 def l2norm(x, eps=1e-6):
     """x / sqrt(sum x^2 + eps) over the last axis (fla's in-kernel convention), in fp32 or fp64."""
     dtype = x.dtype

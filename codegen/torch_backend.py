@@ -17,6 +17,7 @@ from functools import cache
 from importlib import resources
 
 import jinja2
+import networkx as nx
 
 from linarch.codegen.chunk_emit import chunk_lines
 from linarch.codegen.emit import ACTS, CodegenError, Ctx, Emitter
@@ -26,8 +27,10 @@ from linarch.codegen.scan_emit import scan_lines
 from linarch.codegen.source_text import docstring, header_lines, string_literal, wrap_lines
 from linarch.dsl.ir import Node, Op
 from linarch.dsl.params import PARAM_KINDS
+from linarch.dsl.printer import format_expr
 from linarch.dsl.recurrence import Recurrence
 from linarch.dsl.unit import Unit
+from linarch.dsl.unparse import expression_text
 
 GENERATOR = "linarch 0.2.0"
 
@@ -120,6 +123,10 @@ class Generator:
             return f"({a} {n.attr('op')} {b})"
         if n.op is Op.CALL and n.attr("fn") in ("exp", "log", "sqrt"):
             return f"math.{n.attr('fn')}({self.static_text(n.args[0])})"
+        if n.op is Op.CALL and n.attr("fn") in ("round", "abs"):
+            return f"{n.attr('fn')}({self.static_text(n.args[0])})"
+        if n.op is Op.CALL and n.attr("fn") == "square":
+            return f"({self.static_text(n.args[0])} ** 2)"
         if n.op is Op.CALL and n.attr("fn") in ("minimum", "maximum"):
             fn = "min" if n.attr("fn") == "minimum" else "max"
             return f"{fn}({', '.join(self.static_text(a) for a in n.args)})"
@@ -128,8 +135,57 @@ class Generator:
     def _is_static_scalar(self, i: int) -> bool:
         return self.unit.types[i].is_scalar_static
 
+    def hyper_table(self) -> str:
+        """`HYPER_PARAMETERS`: each keyword's default or formula, range, integrality and use."""
+        self.em.helpers |= {"Hyper", "resolve_hparams"}
+        g = self.m.graph
+        formulas = set()
+        for _, n in self.m.hparams():
+            if n.args:
+                formulas |= nx.ancestors(g, n.args[0]) | {n.args[0]}
+        lines = ["HYPER_PARAMETERS = {"]
+        for i, n in self.m.hparams():
+            ty = self.unit.types.get(i)
+            args = []
+            if n.args:
+                reads = [self.m.node(a).name for a in self._formula_reads(n.args[0])]
+                args.append(f"lambda {', '.join(reads)}: {self.static_text(n.args[0])}")
+                args.append(f"reads={tuple(reads)!r}")
+            else:
+                args.append(repr(n.attr("default")))
+            declared = n.attr("range")
+            value = self.unit.defaults.get(ty.value) if ty is not None and ty.value is not None \
+                else n.attr("default")
+            if declared is not None:
+                args += [f"low={declared[0]!r}", f"high={declared[1]!r}", "declared=True"]
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                args += ["low=0", "open_low=True"]
+            if isinstance(value, int) and not isinstance(value, bool):
+                args.append("integer=True")
+            if not any(u not in formulas and self.m.node(u).op is not Op.HPARAM
+                       for u in self.m.users(i)):
+                args.append("used=False")
+            lines.append(f"    {n.name!r}: Hyper({', '.join(args)}),")
+        return "\n".join(wrap_lines(lines + ["}"], 4))
+
+    def _formula_reads(self, i: int) -> list[int]:
+        """The keywords a default formula reads directly (not those they derive from)."""
+        found: set[int] = set()
+        todo = [i]
+        while todo:
+            j = todo.pop()
+            if self.m.node(j).op is Op.HPARAM:
+                found.add(j)
+                continue
+            todo.extend(self.m.node(j).args)
+        return sorted(found)
+
     def init_body(self) -> list[str]:
-        lines = []
+        names = [n.name for _, n in self.m.hparams()]
+        given = ", ".join(f"{k}={k}" for k in names)
+        lines = [f"hp = resolve_hparams(self.HYPER_PARAMETERS, dict({given}), "
+                 f"{self.m.name!r})"]
+        lines += [f"{k} = hp[{k!r}]" for k in names]
         for _, n in self.m.hparams():
             lines.append(f"self.{n.name} = {n.name}")
         lines += ["self.layer_idx = layer_idx", "self.mode = mode",
@@ -149,41 +205,66 @@ class Generator:
             lines.append(f"{param_path(n.name)} = {self._ctor(i, n)}")
         return lines
 
-    def _kw(self, n: Node, key: str):
+    def width(self, i: int) -> str:
+        """A width in the constructor, checked to be a positive integer where it is computed."""
+        n = self.m.node(i)
+        if n.op is Op.CONST:
+            return repr(n.attr("value"))
+        text = self.static_text(i)
+        root = i
+        while self.m.node(root).op is Op.ALIAS:
+            root = self.m.node(root).args[0]
+        if self.m.node(root).op is Op.HPARAM and self.unit.types[i].value.is_integer:
+            return text  # an integer keyword: the resolver checked it
+        if self.m.node(i).name is not None and self.unit.types[i].value.is_integer and \
+                self.m.node(i).op is Op.HPARAM:
+            return text
+        shown = format_expr(expression_text(self.m, i))
+        return f"{self.em.helper('width')}({text}, {shown!r})"
+
+    def _kw(self, n: Node, key: str) -> str:
+        """A constructor keyword's value as code: its literal, its formula, or the default."""
         a = n.keyword(key)
         if a is None:
-            return PARAM_KINDS[n.attr("kind")].default(key)
+            return repr(PARAM_KINDS[n.attr("kind")].default(key))
         node = self.m.node(a)
         if node.op is Op.CONST:
-            return node.attr("value")
+            return repr(node.attr("value"))
         return self.static_text(a)
+
+    def _choice(self, n: Node, key: str):
+        """A keyword that selects code (act, init): a string literal (the type pass checks)."""
+        a = n.keyword(key)
+        return PARAM_KINDS[n.attr("kind")].default(key) if a is None else \
+            self.m.node(a).attr("value")
 
     def _ctor(self, i: int, n: Node) -> str:
         kind = n.attr("kind")
-        w = [f"int({self.static_text(a)})" for a in n.positional()]
+        w = [self.width(a) for a in n.positional()]
         if kind == "linear":
-            return f"nn.Linear({w[0]}, {w[1]}, bias={self._kw(n, 'bias')!r})"
+            return f"nn.Linear({w[0]}, {w[1]}, bias={self._kw(n, 'bias')})"
         if kind == "mlp":
-            act = ACTS[self._kw(n, "act")]
+            act = ACTS[self._choice(n, "act")]
             bias = self._kw(n, "bias")
             layers = []
             for a, b in zip(w, w[1:]):
-                layers.append(f"nn.Linear({a}, {b}, bias={bias!r})")
+                layers.append(f"nn.Linear({a}, {b}, bias={bias})")
                 layers.append(act)
             return f"nn.Sequential({', '.join(layers[:-1])})"
         if kind == "causal_conv":
-            width = self._kw(n, "width")
-            return (f"nn.Conv1d({w[0]}, {w[0]}, int({width}), groups={w[0]}, "
-                    f"bias={self._kw(n, 'bias')!r})")
+            a = n.keyword("width")
+            width = self.width(a) if a is not None else self._kw(n, "width")
+            return (f"nn.Conv1d({w[0]}, {w[0]}, {width}, groups={w[0]}, "
+                    f"bias={self._kw(n, 'bias')})")
         if kind == "rmsnorm":
             return f"{self.em.helper('RMSNorm')}({w[0]}, eps={self._kw(n, 'eps')}, " \
-                   f"elementwise_affine={self._kw(n, 'affine')!r})"
+                   f"elementwise_affine={self._kw(n, 'affine')})"
         if kind == "layernorm":
             return (f"nn.LayerNorm({w[0]}, eps={self._kw(n, 'eps')}, "
-                    f"elementwise_affine={self._kw(n, 'affine')!r}, bias={self._kw(n, 'bias')!r})")
+                    f"elementwise_affine={self._kw(n, 'affine')}, bias={self._kw(n, 'bias')})")
         if kind == "groupnorm":
             return (f"{self.em.helper('GroupNorm')}({w[0]}, {w[1]}, eps={self._kw(n, 'eps')}, "
-                    f"affine={self._kw(n, 'affine')!r}, bias={self._kw(n, 'bias')!r})")
+                    f"affine={self._kw(n, 'affine')}, bias={self._kw(n, 'bias')})")
         if kind == "weight":
             return f"nn.Parameter(torch.empty({', '.join(w)}))"
         raise CodegenError(f"no PyTorch constructor for `{kind}`")
@@ -192,7 +273,7 @@ class Generator:
         lines = []
         for _, n in self.m.nodes(Op.PARAM):
             kind = n.attr("kind")
-            init = self._kw(n, "init") if "init" in dict(PARAM_KINDS[kind].keywords) else None
+            init = self._choice(n, "init") if "init" in dict(PARAM_KINDS[kind].keywords) else None
             path = param_path(n.name)
             if kind == "weight":
                 value = self._kw(n, "value")
@@ -211,6 +292,12 @@ class Generator:
                 }[init])
             elif kind == "causal_conv" and init == "identity":
                 lines.append(f"{self.em.helper('init_dirac')}({path}.weight)")
+        reads = [(i, n) for i, n in self.m.nodes() if n.op is Op.PARAM and n.keyword("value")
+                 is not None and self.m.node(n.keyword("value")).op is not Op.CONST]
+        if reads:  # an init value computed from the keywords, which live on the layer
+            statics = [self.names[i] for i, n in self.m.nodes() if i in self.names
+                       and self._is_static_scalar(i)]
+            lines = [f"{name} = self.{name}" for name in statics] + lines
         return lines or ["pass"]
 
     # ------------------------------------------------------------------ forward
@@ -350,10 +437,11 @@ class Generator:
         return ""
 
     def render(self) -> str:
-        hparams = "".join(f"{n.name}={n.attr('default')!r}, " for _, n in self.m.hparams())
+        hparams = "".join(f"{n.name}=None, " for _, n in self.m.hparams())
         signature = (f"def __init__(self, {hparams}layer_idx=None, mode=\"chunk\", "
                      f"chunk_size={self.options.chunk_size}):")
         states = {lowering(sp).name: lowering(sp).reason for sp in self.plan.states}
+        hyper = self.hyper_table()
         init = self.init_body()
         reset = self.reset_body()
         forward = self.forward_body()
@@ -365,6 +453,7 @@ class Generator:
             class_name=self.m.name,
             doc=docstring(self.m),
             states=states_literal(states),
+            hyper=hyper,
             init_signature="\n".join(wrap_lines([signature], 4)),
             init_body="\n".join(wrap_lines(init, 8)),
             reset_body="\n".join(wrap_lines(reset, 8)),

@@ -69,13 +69,23 @@ def fold(op: str, a: sp.Expr, b: sp.Expr) -> sp.Expr:
     return check(result)
 
 
+class Round(sp.Function):
+    """Python's round() of a static number (half to even, as fla's formulas compute it)."""
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_Number:
+            return sp.Integer(round(float(arg)))
+        return None
+
+
 def apply(fn: str, a: sp.Expr) -> sp.Expr:
-    """A builtin on a static formula (exp, log, sqrt, abs, square), within the bounds."""
+    """A builtin on a static formula (exp, log, sqrt, abs, square, round), within the bounds."""
     if fn in ("log", "sqrt") and a.is_number and ((a <= 0) if fn == "log" else (a < 0)):
         raise FoldError(f"{fn} of {a}: outside its domain")
     if fn == "exp" and a.is_number and float(a) > MAX_DIGITS * math.log(10):
         raise FoldError(f"exp({a}) has more than {MAX_DIGITS} digits")
-    value = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "abs": sp.Abs,
+    value = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "abs": sp.Abs, "round": Round,
              "square": lambda v: fold("**", v, sp.Integer(2))}[fn](a)
     return check(value)
 
@@ -118,7 +128,7 @@ def _eval(e: sp.Expr, values) -> float:
             raise ValueError("complex")
         return float(result)
     fns = {sp.exp: math.exp, sp.log: math.log, sp.Abs: abs, sp.floor: math.floor,
-           sp.ceiling: math.ceil}
+           sp.ceiling: math.ceil, Round: round}
     for f, impl in fns.items():
         if isinstance(e, f):
             return float(impl(_eval(e.args[0], values)))

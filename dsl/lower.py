@@ -92,11 +92,19 @@ class _Lowering:
             self.report("LA115", f"hyper-parameter `{hp.name}` cannot be a constructor keyword "
                         f"of the generated layer: {why}", hp.span, "rename it")
             return
-        value = hp.default.value
-        attrs: tuple = (("default", value),)
+        args: tuple[int, ...] = ()
+        if isinstance(hp.default, (ast.Num, ast.Str, ast.Bool)):
+            attrs: tuple = (("default", hp.default.value),)
+        else:  # a formula of earlier hyper-parameters: the constructor computes it if omitted
+            try:
+                args = (self._expr(hp.default),)
+            except _Broken:
+                self._poison(hp.name, hp.span)
+                return
+            attrs = (("default", None),)
         if hp.range is not None:
             attrs += (("range", (hp.range[0].value, hp.range[1].value)),)
-        nid = self.b.add(Node(Op.HPARAM, attrs=attrs, name=hp.name, span=hp.span))
+        nid = self.b.add(Node(Op.HPARAM, args, attrs=attrs, name=hp.name, span=hp.span))
         self.env[hp.name] = nid
 
     def _define(self, name: str, span, nid: int) -> None:

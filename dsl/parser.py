@@ -228,7 +228,10 @@ class _Builder:
         bounds = None
         if len(parts) == 4:
             bounds = (self.literal(parts[2]), self.literal(parts[3]))
-        return ast.HParam(str(parts[0]), self.literal(parts[1]), self.span(h), bounds)
+        default = self.expr(parts[1])
+        if isinstance(default, ast.Unary) and isinstance(default.operand, ast.Num):
+            default = ast.Num(-default.operand.value, "-" + default.operand.text, default.span)
+        return ast.HParam(str(parts[0]), default, self.span(h), bounds)
 
     def shape(self, t: Tree) -> tuple[ast.Expr, ...]:
         return tuple(self.expr(c) for c in t.children)

@@ -46,15 +46,44 @@ def format_header(stmt: ast.Stmt, width: int = WIDTH) -> str:
         return format_stmt(stmt)
     prefix = f"mixer {stmt.name}("
     items = [format_hparam(h) for h in stmt.hparams]
+    pad = " " * len(prefix)
     lines = [prefix + items[0]]
     for k, item in enumerate(items[1:], start=1):
         tail = "):" if k == len(items) - 1 else ","
         if len(lines[-1]) + 2 + len(item) + len(tail) > width:
             lines[-1] += ","
-            lines.append(" " * len(prefix) + item)
+            lines.append(pad + item)
         else:
             lines[-1] += ", " + item
-    return "\n".join(lines) + "):"
+    out: list[str] = []
+    for line in lines:  # a formula longer than a line breaks after a comma inside it
+        out += _break_formula(line, width, pad + "    ", 0 if line.startswith(prefix) else 1)
+    return "\n".join(out) + "):"
+
+
+def _break_formula(line: str, width: int, indent: str, depth: int) -> list[str]:
+    """A header line whose formula is too long, broken after the last comma that fits inside
+    the formula's brackets, else before the last operator that fits (``depth`` is how many
+    brackets are open where the line starts)."""
+    if len(line) + 2 <= width:
+        return [line]
+    commas: list[tuple[int, int]] = []
+    operators: list[tuple[int, int]] = []
+    open_ = depth
+    for k, ch in enumerate(line):
+        open_ += (ch in "([") - (ch in ")]")
+        if open_ < 2:
+            continue
+        if ch == "," and k + 2 <= width - 2:
+            commas.append((k + 1, open_))
+        elif line[k:k + 3] in (" * ", " + ", " - ", " / ") and k < width - 4:
+            operators.append((k, open_))
+    found = commas or operators
+    if not found:
+        return [line]
+    cut, open_at_cut = found[-1]
+    return [line[:cut]] + _break_formula(indent + line[cut:].lstrip(), width, indent,
+                                         open_at_cut)
 
 
 def format_hparam(h: ast.HParam) -> str:

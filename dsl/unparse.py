@@ -18,7 +18,8 @@ def to_text(module: Module) -> str:
 def to_program(module: Module) -> ast.Program:
     u = _Unparser(module)
     hparams = tuple(
-        ast.HParam(n.name, _literal(n.attr("default")), range=None if n.attr("range") is None
+        ast.HParam(n.name, u.expr(n.args[0]) if n.args else _literal(n.attr("default")),
+                   range=None if n.attr("range") is None
                    else tuple(_literal(v) for v in n.attr("range")))
         for _, n in module.nodes(Op.HPARAM)
     )

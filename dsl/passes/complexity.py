@@ -235,7 +235,10 @@ def _param_count(unit: Unit, i: int) -> sp.Expr:
 
     def flag(key: str, default: bool) -> bool:
         k = n.keyword(key)
-        return default if k is None else bool(m.node(k).attr("value"))
+        if k is None:
+            return default
+        node = m.node(k)  # a literal, or a keyword's default (a layer built otherwise differs)
+        return bool(node.attr("value") if node.op is Op.CONST else node.attr("default"))
 
     w = info.widths
     if kind == "linear":

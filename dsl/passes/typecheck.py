@@ -186,6 +186,14 @@ class _Checker:
 
     def _hparam(self, n: Node) -> Type:
         v = n.attr("default")
+        if n.args:  # a derived default: a static formula of earlier hyper-parameters
+            t = self.t(n.args[0])
+            v = self.at_defaults(t.value) if t.is_scalar_static else None
+            if v is None:
+                return self.err("LA113", f"the default of `{n.name}` must be a static number "
+                                "computed from the hyper-parameters before it", n,
+                                "e.g. num_heads = hidden_size / head_dim")
+            v = int(v) if float(v).is_integer() else v
         if isinstance(v, bool):
             return Type(Kind.BOOL, literal=v)
         if isinstance(v, str):
@@ -462,6 +470,13 @@ class _Checker:
             if not (lo.is_scalar_static and hi.is_scalar_static):
                 return self.err("LA105", "clamp bounds must be static numbers", n)
             return Type(x.kind, x.shape, range=iv.clamp(x.range, lo.range, hi.range))
+        if fn.name in ("minimum", "maximum") and all(a.is_scalar_static for a in args):
+            value = self._fold(n, lambda: (sp.Min if fn.name == "minimum" else sp.Max)(
+                args[0].value, args[1].value))
+            pick = min if fn.name == "minimum" else max
+            rng = Interval(pick(args[0].range.lo, args[1].range.lo),
+                           pick(args[0].range.hi, args[1].range.hi))
+            return Type(Kind.STATIC, value=value, range=rng)
         for a in args:
             self._tensor(a, n, f"apply {fn.name} to")
         shape = args[0].shape
@@ -607,6 +622,9 @@ class _Checker:
                                 f"keywords: {', '.join(allowed) or 'none'}")
             t = self.t(a)
             self._check_keyword(kind.name, key, t, n)
+            if key in ("act", "padding", "init") and self.m.node(a).op is not Op.CONST:
+                return self.err("LA105", f"`{key}` of {kind.name} selects code: write it as a "
+                                "string literal", n, f'e.g. {key} = "{kind.default(key)}"')
             if key == "width":
                 window = self._dim(a, n, "convolution width")
         if kind.name == "causal_conv" and window is None:
@@ -700,7 +718,7 @@ class _Poison(Exception):
     pass
 
 
-FOLDED = ("exp", "log", "sqrt", "abs", "square")  # builtins folded on static numbers
+FOLDED = ("exp", "log", "sqrt", "abs", "square", "round")  # folded on static numbers
 
 
 def _interval_op(op: str, a: Type, b: Type) -> Interval | None:

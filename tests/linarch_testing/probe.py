@@ -54,7 +54,8 @@ class Outcome:
 
 def probe(text: str, name: str = "probe.lin", *, length: int = 21, chunk_size: int = 8,
           stable_length: int = 160, kwargs: dict | None = None) -> Outcome:
-    """Check ``text``; if accepted, build its layer (at its defaults, or with ``kwargs``) and
+    """Check ``text``; if accepted, build its layer (at its defaults, or with ``kwargs``: those
+    the program does not read are dropped, since a mutation may have removed their use) and
     hold it to check's promises (see the module docstring)."""
     source = Source(text, name)
     diagnostics = tuple(linarch.check(source, chunk_size=chunk_size))
@@ -62,12 +63,14 @@ def probe(text: str, name: str = "probe.lin", *, length: int = 21, chunk_size: i
         return Outcome(diagnostics)
     compiled = linarch.build(source, chunk_size=chunk_size)
     torch.manual_seed(0)
+    hyper = compiled.layer.HYPER_PARAMETERS
+    kwargs = {k: v for k, v in (kwargs or {}).items() if k in hyper and hyper[k].used}
     try:
-        layer = compiled.layer(layer_idx=0, **(kwargs or {}))
+        layer = compiled.layer(layer_idx=0, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the promise is that it builds
         raise ProbeFailure(f"the layer does not build at its defaults: {exc!r}") from exc
     layer = randomise(layer, seed=0, scale=0.2).double()
-    hidden = int((kwargs or {}).get("hidden_size", compiled.hparams["hidden_size"]))
+    hidden = int(kwargs.get("hidden_size", compiled.hparams["hidden_size"]))
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(2, length, hidden, generator=gen, dtype=torch.float64)
     _agree(layer, x)

@@ -13,6 +13,77 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+class Hyper:
+    """One constructor keyword of a compiled layer: its default (a value, or a function of the
+    keywords before it), the range the compiler proved its bounds over, whether it must be an
+    integer, and whether the layer reads it (a keyword it does not read is accepted only where it
+    changes nothing)."""
+
+    def __init__(self, default, reads=(), low=None, high=None, open_low=False, integer=False,
+                 used=True, declared=False):
+        self.default, self.reads, self.low, self.high = default, reads, low, high
+        self.open_low, self.integer, self.used, self.declared = open_low, integer, used, declared
+
+    def value(self, values):
+        if not callable(self.default):
+            return self.default
+        v = self.default(**{k: values[k] for k in self.reads})
+        return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def resolve_hparams(table, given, owner):
+    """The layer's keywords: omitted or None ones take their default (computed from earlier
+    keywords where it is a formula); every value is checked against what the compiler assumed;
+    a keyword the layer does not read must agree with what it would have set, so nothing passed
+    is silently ignored."""
+    explicit = {k: v for k, v in given.items() if v is not None}
+    values = {}
+    for name, h in table.items():  # header order: a formula reads earlier keywords only
+        values[name] = explicit[name] if name in explicit else h.value(values)
+    for name, h in table.items():
+        v = values[name]
+        if isinstance(h.default, (bool, str)) or not isinstance(v, (int, float)) or \
+                isinstance(v, bool):
+            if type(v) is not type(h.default):
+                raise TypeError(f"{owner}: {name}={v!r}, expected a {type(h.default).__name__}")
+            continue
+        if h.integer:
+            if isinstance(v, float) and not v.is_integer():
+                raise TypeError(f"{owner}: {name}={v!r} must be an integer")
+            values[name] = v = int(v)
+        low_ok = h.low is None or (v > h.low if h.open_low else v >= h.low)
+        if not low_ok or h.high is not None and v > h.high:
+            what = "> 0" if h.open_low and h.low == 0 and h.high is None else \
+                f"in [{h.low}, {h.high}]"
+            raise ValueError(f"{owner}: {name}={v!r} must be {what} (the compiler's bounds "
+                             "assume it)")
+    for name in explicit:
+        h = table[name]
+        if h.used:
+            continue
+        readers = [r for r, hr in table.items() if name in hr.reads]
+        if readers and all(r in explicit for r in readers):
+            for r in readers:
+                expected = table[r].value(values)
+                if not math.isclose(values[r], expected, rel_tol=1e-9):
+                    raise ValueError(f"{owner}: {r}={values[r]!r} contradicts {name}="
+                                     f"{values[name]!r} (which gives {r}={expected!r}); pass "
+                                     "one of them")
+        elif not readers and not h.declared and values[name] != h.value(values):
+            raise ValueError(f"{owner}: {name}={values[name]!r} would change nothing: this layer "
+                             f"implements {name}={h.value(values)!r} only")
+    return values
+
+
+def width(value, formula):
+    """A width the program computes from its keywords, as an int: an error, never a silent
+    truncation, when the keywords make it fractional or not positive."""
+    if isinstance(value, float) and not value.is_integer() or value <= 0:
+        raise ValueError(f"{formula} = {value!r} is not a positive integer: check the "
+                         "constructor's keywords")
+    return int(value)
+
+
 def l2norm(x, eps=1e-6):
     """x / sqrt(sum x^2 + eps) over the last axis (fla's in-kernel convention), in fp32 or fp64."""
     dtype = x.dtype
@@ -318,10 +389,40 @@ class FusionGatedFIRNet(nn.Module):
         'S': 'chunked (UT transform, constant decay; generic DPLR chunk form)',
     }
 
-    def __init__(self, hidden_size=1024, num_heads=4, expand_k=1.0, expand_v=1.0, conv_size=4,
-        fir_short_kernel=3, fir_long_kernel=31, gate_hidden_mult=2, gate_floor=0.02, norm_eps=1e-05,
-        layer_idx=None, mode="chunk", chunk_size=64):
+    # the constructor's keywords: each default (or the formula that derives it), the range the
+    # compiler proved its bounds over, and whether the layer reads it
+    HYPER_PARAMETERS = {
+        'hidden_size': Hyper(1024, low=0, open_low=True, integer=True),
+        'num_heads': Hyper(4, low=0, open_low=True, integer=True),
+        'expand_k': Hyper(1.0, low=0, open_low=True),
+        'expand_v': Hyper(1.0, low=0, open_low=True),
+        'conv_size': Hyper(4, low=0, open_low=True, integer=True),
+        'fir_short_kernel': Hyper(3, low=0, open_low=True, integer=True),
+        'fir_long_kernel': Hyper(31, low=0, open_low=True, integer=True),
+        'gate_hidden_mult': Hyper(2, low=0, open_low=True, integer=True),
+        'gate_floor': Hyper(0.02, low=0, open_low=True),
+        'norm_eps': Hyper(1e-05, low=0, open_low=True),
+    }
+
+    def __init__(self, hidden_size=None, num_heads=None, expand_k=None, expand_v=None,
+        conv_size=None, fir_short_kernel=None, fir_long_kernel=None, gate_hidden_mult=None,
+        gate_floor=None, norm_eps=None, layer_idx=None, mode="chunk", chunk_size=64):
         super().__init__()
+        hp = resolve_hparams(self.HYPER_PARAMETERS, dict(hidden_size=hidden_size,
+            num_heads=num_heads, expand_k=expand_k, expand_v=expand_v, conv_size=conv_size,
+            fir_short_kernel=fir_short_kernel, fir_long_kernel=fir_long_kernel,
+            gate_hidden_mult=gate_hidden_mult, gate_floor=gate_floor, norm_eps=norm_eps),
+            'FusionGatedFIRNet')
+        hidden_size = hp['hidden_size']
+        num_heads = hp['num_heads']
+        expand_k = hp['expand_k']
+        expand_v = hp['expand_v']
+        conv_size = hp['conv_size']
+        fir_short_kernel = hp['fir_short_kernel']
+        fir_long_kernel = hp['fir_long_kernel']
+        gate_hidden_mult = hp['gate_hidden_mult']
+        gate_floor = hp['gate_floor']
+        norm_eps = hp['norm_eps']
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.expand_k = expand_k
@@ -342,29 +443,44 @@ class FusionGatedFIRNet(nn.Module):
         self.dk = dk
         dv = ((hidden_size * expand_v) / H)
         self.dv = dv
-        self.q_proj = nn.Linear(int(hidden_size), int((H * dk)), bias=False)
-        self.k_proj = nn.Linear(int(hidden_size), int((H * dk)), bias=False)
-        self.v_proj = nn.Linear(int(hidden_size), int((H * dv)), bias=False)
-        self.b_proj = nn.Linear(int(hidden_size), int(H), bias=False)
-        self.q_conv1d = nn.Conv1d(int((H * dk)), int((H * dk)), int(conv_size),
-            groups=int((H * dk)), bias=False)
-        self.k_conv1d = nn.Conv1d(int((H * dk)), int((H * dk)), int(conv_size),
-            groups=int((H * dk)), bias=False)
-        self.v_conv1d = nn.Conv1d(int((H * dv)), int((H * dv)), int(conv_size),
-            groups=int((H * dv)), bias=False)
-        self.fir_short = nn.Conv1d(int((H * dv)), int((H * dv)), int(fir_short_kernel),
-            groups=int((H * dv)), bias=False)
-        self.fir_long = nn.Conv1d(int((H * dv)), int((H * dv)), int(fir_long_kernel),
-            groups=int((H * dv)), bias=False)
-        self.retention_log = nn.Parameter(torch.empty(int(H)))
-        self.fusion_gate = nn.Sequential(nn.Linear(int(hidden_size),
-            int((gate_hidden_mult * hidden_size)), bias=True), nn.GELU(),
-            nn.Linear(int((gate_hidden_mult * hidden_size)), int((H * 4)), bias=True))
-        self.o_norm = RMSNorm(int(dv), eps=norm_eps, elementwise_affine=True)
-        self.o_proj = nn.Linear(int((H * dv)), int(hidden_size), bias=False)
+        self.q_proj = nn.Linear(hidden_size, width((H * dk), 'H * dk'), bias=False)
+        self.k_proj = nn.Linear(hidden_size, width((H * dk), 'H * dk'), bias=False)
+        self.v_proj = nn.Linear(hidden_size, width((H * dv), 'H * dv'), bias=False)
+        self.b_proj = nn.Linear(hidden_size, H, bias=False)
+        self.q_conv1d = nn.Conv1d(width((H * dk), 'H * dk'), width((H * dk), 'H * dk'), conv_size,
+            groups=width((H * dk), 'H * dk'), bias=False)
+        self.k_conv1d = nn.Conv1d(width((H * dk), 'H * dk'), width((H * dk), 'H * dk'), conv_size,
+            groups=width((H * dk), 'H * dk'), bias=False)
+        self.v_conv1d = nn.Conv1d(width((H * dv), 'H * dv'), width((H * dv), 'H * dv'), conv_size,
+            groups=width((H * dv), 'H * dv'), bias=False)
+        self.fir_short = nn.Conv1d(width((H * dv), 'H * dv'), width((H * dv), 'H * dv'),
+            fir_short_kernel, groups=width((H * dv), 'H * dv'), bias=False)
+        self.fir_long = nn.Conv1d(width((H * dv), 'H * dv'), width((H * dv), 'H * dv'),
+            fir_long_kernel, groups=width((H * dv), 'H * dv'), bias=False)
+        self.retention_log = nn.Parameter(torch.empty(H))
+        self.fusion_gate = nn.Sequential(nn.Linear(hidden_size,
+            width((gate_hidden_mult * hidden_size), 'gate_hidden_mult * hidden_size'), bias=True),
+            nn.GELU(),
+            nn.Linear(width((gate_hidden_mult * hidden_size), 'gate_hidden_mult * hidden_size'),
+            width((H * 4), 'H * 4'), bias=True))
+        self.o_norm = RMSNorm(width(dv, 'dv'), eps=norm_eps, elementwise_affine=True)
+        self.o_proj = nn.Linear(width((H * dv), 'H * dv'), hidden_size, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self):
+        hidden_size = self.hidden_size
+        num_heads = self.num_heads
+        expand_k = self.expand_k
+        expand_v = self.expand_v
+        conv_size = self.conv_size
+        fir_short_kernel = self.fir_short_kernel
+        fir_long_kernel = self.fir_long_kernel
+        gate_hidden_mult = self.gate_hidden_mult
+        gate_floor = self.gate_floor
+        norm_eps = self.norm_eps
+        H = self.H
+        dk = self.dk
+        dv = self.dv
         init_dirac(self.fir_short.weight)
         init_dirac(self.fir_long.weight)
         nn.init.constant_(self.retention_log, (-4.0))
