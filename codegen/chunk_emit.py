@@ -42,9 +42,13 @@ class ChunkEmitter:
 
     def product(self, p: Product) -> tuple[str, bool]:
         """(text of the product on the state's rank, whether it varies per token)."""
-        parts = [self.value(o) for o in p.operands]
+        # smallest factors first: a product of per-head scalars times a [.., K] vector keeps
+        # one full-size temporary for autograd, not one per factor
+        sized = [(len(o.axes), self.value(o)) for o in p.operands]
         if p.logs:
-            parts.append(f"torch.exp({' + '.join(self.log(t) for t in p.logs)})")
+            sized.append((max(len(t.decay.value.axes) for t in p.logs),
+                          f"torch.exp({' + '.join(self.log(t) for t in p.logs)})"))
+        parts = [text for _, text in sorted(sized, key=lambda s: s[0])]
         text = " * ".join(parts) if parts else \
             f"torch.ones({(1,) * self.rank}, dtype=work_dtype, device=x.device)"
         if p.sign < 0:

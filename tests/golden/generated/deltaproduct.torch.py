@@ -556,13 +556,13 @@ class GatedDeltaProduct(nn.Module):
         _S_sizes = (int(H), int(dv), int(dk))
         if self.mode == "chunk" and T > 1:
             _k0 = lay_out(k1[:, :, :, None, :], _S_sizes, ((0,), (2,))).to(work_dtype)
-            _v0 = lay_out(v1[:, :, :, :, None] * b1[:, :, :, None, None], _S_sizes,
+            _v0 = lay_out(b1[:, :, :, None, None] * v1[:, :, :, :, None], _S_sizes,
                 ((0,), (1,))).to(work_dtype)
             _g0 = lay_out(g[:, :, :, None, None], _S_sizes, ((0,),)).to(work_dtype)
-            _a0 = lay_out((-b1[:, :, :, None, None] * k1[:, :, :, None,
-                :] * torch.exp(g[:, :, :, None, None])), _S_sizes, ((0,), (2,))).to(work_dtype)
+            _a0 = lay_out((-b1[:, :, :, None, None] * torch.exp(g[:, :, :, None, None]) * k1[:, :,
+                :, None, :]), _S_sizes, ((0,), (2,))).to(work_dtype)
             _k1 = lay_out(k2[:, :, :, None, :], _S_sizes, ((0,), (2,))).to(work_dtype)
-            _v1 = lay_out(v2[:, :, :, :, None] * b2[:, :, :, None, None], _S_sizes,
+            _v1 = lay_out(b2[:, :, :, None, None] * v2[:, :, :, :, None], _S_sizes,
                 ((0,), (1,))).to(work_dtype)
             _q1 = lay_out(q[:, :, :, None, :], _S_sizes, ((0,), (2,))).to(work_dtype)
             _a1 = lay_out((-b2[:, :, :, None, None] * k2[:, :, :, None, :]), _S_sizes,

@@ -1391,12 +1391,12 @@ class GatedDeltaNet(nn.Module):
             _S_read0 = _o.to(work_dtype)
         elif self.mode == "chunk" and T > 1:
             _k0 = lay_out(k[:, :, :, None, :], _S_sizes, ((0,), (2,))).to(work_dtype)
-            _v0 = lay_out(v[:, :, :, :, None] * beta[:, :, :, None, None], _S_sizes,
+            _v0 = lay_out(beta[:, :, :, None, None] * v[:, :, :, :, None], _S_sizes,
                 ((0,), (1,))).to(work_dtype)
             _q0 = lay_out(q[:, :, :, None, :], _S_sizes, ((0,), (2,))).to(work_dtype)
             _g0 = lay_out(g[:, :, :, None, None], _S_sizes, ((0,),)).to(work_dtype)
-            _a0 = lay_out((-beta[:, :, :, None, None] * k[:, :, :, None,
-                :] * torch.exp(g[:, :, :, None, None])), _S_sizes, ((0,), (2,))).to(work_dtype)
+            _a0 = lay_out((-beta[:, :, :, None, None] * torch.exp(g[:, :, :, None, None]) * k[:, :,
+                :, None, :]), _S_sizes, ((0,), (2,))).to(work_dtype)
             if mask is not None:
                 _g0 = _g0 * mask.to(work_dtype)[..., None]
                 _v0 = _v0 * mask.to(work_dtype)[..., None, None]

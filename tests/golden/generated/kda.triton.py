@@ -529,7 +529,7 @@ class KimiDeltaAttention(nn.Module):
         _S_sizes = (int(H), int(dv), int(dk))
         if self.mode == "chunk" and T > 1:
             _k0 = lay_out(k[:, :, :, None, :], _S_sizes, ((0,), (2,))).to(work_dtype)
-            _v0 = lay_out(v[:, :, :, :, None] * beta[:, :, :, None, None], _S_sizes,
+            _v0 = lay_out(beta[:, :, :, None, None] * v[:, :, :, :, None], _S_sizes,
                 ((0,), (1,))).to(work_dtype)
             _q0 = lay_out(q[:, :, :, None, :], _S_sizes, ((0,), (2,))).to(work_dtype)
             _g0 = lay_out(g[:, :, :, None, :], _S_sizes, ((0,), (2,))).to(work_dtype)
