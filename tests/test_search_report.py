@@ -28,8 +28,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 class Mutator(ToyMutationProposer):
     """Toy mutations with a motivation that a careless HTML writer would not escape."""
 
-    def propose(self, parents, inspirations, memory):
-        p = super().propose(parents, inspirations, memory)
+    def propose(self, request):
+        p = super().propose(request)
         return Proposal(p.source, "<script>alert(1)</script> & gate", p.origin)
 
 
