@@ -11,8 +11,10 @@ candidate whose score changes (more seeds, `rescore`) moves in or out of its cel
 Parents are drawn from an island's elites:
 
     weighted  ShinkaEvolve's rule: w = sigmoid(lambda (F - median F) / spread) / (1 + children),
-              F the lower bound; good parents are drawn often, and each child drawn from a
-              parent halves-and-more its pull, so no parent is mined forever (the default)
+              F = mean - z standard errors (a one-sided lower bound; z = 1 by default, since
+              with 3 seeds the 95% bound is mostly the noise of the spread's own estimate);
+              good parents are drawn often, and every child drawn from a parent divides its
+              pull, so no parent is mined forever (the default)
     rank      a power law over the ranking, with the same offspring penalty
     ucb       UCB1 on "a child beat its parent" (the old rule, kept as an ablation: it rewards
               weak parents, whose children beat them easily)
@@ -32,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from linarch.evaluation.stats import t_quantile
 from linarch.search.novelty import BehaviourIndex, NoveltyIndex
 from linarch.search.records import Candidate, EvalResult, Profile
 
@@ -117,6 +120,7 @@ class Archive:
         ucb_c: float = 1.0,
         rank_exponent: float = 1.0,
         weight_lambda: float = 10.0,
+        selection_z: float = 1.0,
         near_duplicate: float = 1.0,
         behaviour_tolerance: float = 1e-6,
     ):
@@ -125,6 +129,7 @@ class Archive:
         self.ucb_c = ucb_c
         self.rank_exponent = rank_exponent
         self.weight_lambda = weight_lambda
+        self.selection_z = selection_z
         self.near_duplicate = near_duplicate
         self.candidates: dict[str, Candidate] = {}  # every evaluated candidate, by id
         self.seeds: list[str] = []
@@ -255,7 +260,7 @@ class Archive:
         penalty = [1.0 / (1 + self.children(c.id)) for c in pool]
         if self.selection is Selection.RANK:
             return [p / (rank + 1) ** self.rank_exponent for rank, p in enumerate(penalty)]
-        fitness = [_fitness(c) for c in pool]
+        fitness = [_fitness(c, self.selection_z) for c in pool]
         finite = [f for f in fitness if math.isfinite(f)]
         if not finite:
             return penalty
@@ -315,12 +320,22 @@ class Archive:
         return a.visits, a.wins
 
 
-def _fitness(c: Candidate) -> float:
-    """What the weighted rule compares: the lower bound, or the mean when the interval is
+def standard_error(result: EvalResult) -> float | None:
+    """The standard error behind a result's 95% t interval (None when it is unknown)."""
+    if not math.isfinite(result.ci_low):
+        return None
+    n = len(result.seeds)
+    crit = t_quantile(0.975, n - 1) if n >= 2 else 1.96
+    return max(0.0, result.score - result.ci_low) / crit
+
+
+def _fitness(c: Candidate, z: float) -> float:
+    """What the weighted rule compares: mean - z standard errors; the mean when the spread is
     unknown (a single seed), so an unmeasured spread neither wins nor vanishes."""
     if c.result is None:
         return -math.inf
-    return c.lcb if math.isfinite(c.lcb) else c.score
+    se = standard_error(c.result)
+    return c.score if se is None else c.score - z * se
 
 
 def _spread(values: Sequence[float]) -> float:

@@ -38,13 +38,18 @@ class ModelBandit:
         ties = [m for m in models if scores[m] >= best - 1e-12]
         return ties[0] if len(ties) == 1 else rng.choice(ties)
 
+    def start(self, models: Mapping[str, str]) -> None:
+        """A proposal was started with these models: a pull (its reward comes later, so that
+        proposals running side by side do not all try the same untried model)."""
+        for role, model in models.items():
+            if role in self.roles:
+                self.pulls[(role, model)] = self.pulls.get((role, model), 0) + 1
+
     def record(self, models: Mapping[str, str], reward: float) -> None:
         for role, model in models.items():
-            if role not in self.roles:
-                continue
-            key = (role, model)
-            self.pulls[key] = self.pulls.get(key, 0) + 1
-            self.rewards[key] = self.rewards.get(key, 0.0) + reward
+            if role in self.roles:
+                key = (role, model)
+                self.rewards[key] = self.rewards.get(key, 0.0) + reward
 
     def summary(self) -> dict[str, dict[str, tuple[int, float]]]:
         """role -> model -> (proposals, mean reward)."""

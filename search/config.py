@@ -171,7 +171,8 @@ class IslandConfig:
     # "weighted" (sigmoid of the lower bound x offspring penalty) | "rank" (power law x
     # offspring penalty) | "ucb" (the old child-beats-parent rule) | "seeds" (best-of-N)
     selection: str = "weighted"
-    weight_lambda: float = 10.0
+    weight_lambda: float = 10.0  # the weighted rule's pressure, per interquartile range
+    selection_z: float = 1.0  # its fitness: mean - z standard errors
     ucb_c: float = 1.0
     rank_exponent: float = 1.0
     inspirations: int = 2

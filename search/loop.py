@@ -241,25 +241,32 @@ class SearchLoop:
         if repair_of is not None:
             failed = archive.candidates[repair_of]
             island, parents, inspirations = failed.island, list(failed.parent_ids), []
+        elif (retry := self._retry()) is not None:  # the same parent, told what was tried
+            island, parents, inspirations = retry[0], list(retry[1].parents), list(
+                retry[1].inspirations)
         else:
             island = (index - 1) % len(archive.islands)
-            retry = s.retry.get(island)
-            if (retry is not None and retry.count < self.config.islands.novelty_retries
-                    and all(p in archive.candidates for p in retry.parents)):
-                parents, inspirations = list(retry.parents), list(retry.inspirations)
-            else:
-                try:
-                    parent = archive.sample_parent(island, rng)
-                except LookupError as err:  # every seed failed its evaluation
-                    self._stop_reason = "no_parent"
-                    self.progress.event("run", f"stopping: {err}")
-                    return
-                parents = [parent.id]
-                inspirations = [c.id for c in archive.sample_inspirations(
-                    island, rng, self.config.islands.inspirations, exclude=[parent.id])]
+            try:
+                parent = archive.sample_parent(island, rng)
+            except LookupError as err:  # every seed failed its evaluation
+                self._stop_reason = "no_parent"
+                self.progress.event("run", f"stopping: {err}")
+                return
+            parents = [parent.id]
+            inspirations = [c.id for c in archive.sample_inspirations(
+                island, rng, self.config.islands.inspirations, exclude=[parent.id])]
         self._emit("proposal_started", id=cid, index=index, island=island, parents=parents,
                    inspirations=inspirations, models=s.bandit.choose(rng), repair_of=repair_of)
         self._launch(s.in_flight[cid])
+
+    def _retry(self):
+        """(island, Retry) of an island whose last attempt was a novelty rejection and whose
+        parent has retries left; None when there is none."""
+        for island, retry in sorted(self.state.retry.items()):
+            if retry.count < self.config.islands.novelty_retries and all(
+                    p in self.state.archive.candidates for p in retry.parents):
+                return island, retry
+        return None
 
     def _next_repair(self) -> str | None:
         if not getattr(self.c.proposer, "repairs_runtime_failures", False):

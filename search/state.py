@@ -90,6 +90,7 @@ class RunState:
             ucb_c=isl.ucb_c,
             rank_exponent=isl.rank_exponent,
             weight_lambda=isl.weight_lambda,
+            selection_z=isl.selection_z,
             near_duplicate=isl.near_duplicate,
             behaviour_tolerance=isl.behaviour_tolerance,
         )
@@ -154,6 +155,7 @@ class RunState:
         self.max_index = max(self.max_index, int(ev["index"]))
         for parent in ev.get("parents", ()):
             self.archive.note_child(parent)
+        self.bandit.start(ev.get("models") or {})
         repair_of = ev.get("repair_of")
         if repair_of in self.repairable:
             self.repairable.remove(repair_of)

@@ -267,10 +267,12 @@ def llm_responder():
 
 
 def llm_config(server, max_candidates, budget=None, retries=2):
+    """An LLM search on the toy compiler; `server` None leaves BASE_URL to fill in."""
     budget_line = "" if budget is None else f"budget_usd = {budget}"
+    url = "BASE_URL" if server is None else server.base_url
     return config_text(max_candidates=max_candidates, analyze="true", proposer="llm", extra=f"""
 [llm]
-base_url = "{server.base_url}"
+base_url = "{url}"
 api_key_env = ""
 max_retries = {retries}
 backoff_base_s = 0.01

@@ -235,6 +235,16 @@ def toy_evaluate(job: EvalJob) -> EvalResult:
     )
 
 
+def cost_evaluate(job: EvalJob) -> EvalResult:
+    """A synthetic score of a real program from the real compiler's numbers (less state and
+    FLOPs is better): the loop end to end on real programs without training anything."""
+    import linarch
+
+    a = linarch.analyze(job.source)
+    score = -1e-9 * a.flops_per_token - 1e-8 * a.state_bytes
+    return EvalResult(score, score - 1e-3, score + 1e-3, "tie", {"flops": a.flops_per_token})
+
+
 def toy_evaluate_crashing(job: EvalJob) -> EvalResult:
     """Crashes (segfault) on programs with a `conv` path, raises on `value` paths."""
     if "path conv" in job.source:
@@ -278,7 +288,7 @@ class ToyMutationProposer:
             dim = self.rng.choice([16, 32, 64])
         else:
             beta = 3 - beta
-        name = f"Mut{self.count}"
+        name = f"Mut{request.index}"
         source = toy_source(name, state, gate, program.heads, dim, beta, tuple(paths))
         return Proposal(source=source, motivation=f"mutation {choice} of {parents[0].id}",
                         origin="mutation")
@@ -290,14 +300,16 @@ def build_toy_proposer(context: Any) -> ToyMutationProposer:
 
 def toy_vet(job: Any) -> Any:
     """The toy compiler's vetting: its costs at the declared defaults, and a fingerprint of
-    what the toy program computes, which does not depend on its head count (so two programs
-    that differ only in `heads` compute the same function: a rewrite)."""
+    what the toy program computes. `beta 2` does nothing without a delta-family state (the
+    toy checker warns so), so `state scalar` with and without it compute the same function:
+    a rewrite, with another hash and another graph."""
     from linarch.search.vet import VetResult
 
     program, _ = toy_parse(job.source)
     assert program is not None
     a = toy_analyze(job.source)
-    key = repr((program.state, program.gate, program.dim, program.beta,
+    beta = program.beta if program.state in ("delta", "householder", "dplr") else 1
+    key = repr((program.state, program.gate, program.dim, program.heads, beta,
                 tuple(sorted(program.paths))))
     digest = hashlib.sha256(key.encode()).digest()
     fingerprint = tuple((b - 127.5) / 127.5 for b in digest[:16])

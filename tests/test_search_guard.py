@@ -1,0 +1,79 @@
+"""The front-end guard: compiler calls in a limited worker, so that no program can stop the
+search: a call that hangs is killed at its deadline, one that eats memory at its limit, a
+crash is reported, and the next call gets a fresh worker. The exploit from the issue
+(`2 ** 2 ** 2 ** 2 ** 2 ** 2`, which hangs `linarch.check`) is one of them."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import linarch
+from linarch.api import example_path
+from linarch.search.frontend import FrontEnd
+from linarch.search.guard import Guard, GuardFailure, GuardLimits, GuardTimeout, RemoteError
+from linarch_testing import search_fakes as fakes
+
+EXPLOIT = example_path("deltanet").read_text().replace(
+    "o = S @ q * dk ** -0.5", "o = S @ q * dk ** -0.5 * 2 ** 2 ** 2 ** 2 ** 2 ** 2")
+
+
+@pytest.fixture(scope="module")
+def guard(tmp_path_factory):
+    g = Guard(GuardLimits(time_s=4.0, memory_mb=1500), tmp_path_factory.mktemp("guard"))
+    yield g.start()
+    g.close()
+
+
+def test_calls_return_json_values_and_remote_errors(guard):
+    assert guard.call(fakes.add, 2, 3) == 5
+    with pytest.raises(RemoteError, match="ValueError: boom") as err:
+        guard.call(fakes.raise_value_error, "boom")
+    assert err.value.kind == "ValueError"
+    restarts = guard.restarts
+    assert guard.call(fakes.add, 1, 1) == 2 and guard.restarts == restarts  # same worker
+
+
+def test_the_exploit_is_stopped_at_the_deadline_and_the_next_call_works(guard):
+    front = FrontEnd(linarch.check, linarch.analyze, guard)
+    start = time.monotonic()
+    with pytest.raises(GuardTimeout, match="did not finish within 4s"):
+        front.check(EXPLOIT)
+    assert time.monotonic() - start < 15
+    diagnostics = front.check(example_path("deltanet").read_text())
+    assert [d for d in diagnostics if d.severity == "error"] == []
+    profile = front.profile(example_path("gated_deltanet").read_text())
+    assert profile.name == "GatedDeltaNet" and profile.wl_features
+
+
+def test_memory_limit_and_crashes_kill_the_worker_not_the_search(guard):
+    with pytest.raises(GuardFailure, match="memory"):
+        guard.call(fakes.allocate_mb, 3000)
+    with pytest.raises(GuardFailure, match="died"):
+        guard.call(fakes.segfault)
+    with pytest.raises(GuardFailure, match="died"):
+        guard.call(fakes.exit_hard, 3)
+    assert guard.call(fakes.add, 2, 2) == 4
+
+
+def test_answers_are_json_and_secrets_stay_outside(guard, monkeypatch):
+    with pytest.raises(RemoteError, match="cannot be sent as JSON"):
+        guard.call(fakes.return_code_running_value)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-guard-secret")
+    monkeypatch.setenv("MY_LLM_VAR", "sk-other-secret")
+    with Guard(GuardLimits(time_s=60, hidden_env=("MY_LLM_VAR",))) as fresh:
+        seen = fresh.call(fakes.environment_seen)
+    assert "sk-guard-secret" not in seen["environ"] + seen["initial"]
+    assert "sk-other-secret" not in seen["environ"] + seen["initial"]
+
+
+def test_a_profile_in_the_guard_equals_one_in_process():
+    """The two modes of FrontEnd give the same records."""
+    source = example_path("kda").read_text()
+    inline = FrontEnd(linarch.check, linarch.analyze)
+    with Guard(GuardLimits(time_s=60)) as g:
+        guarded = FrontEnd(linarch.check, linarch.analyze, g)
+        assert guarded.profile(source) == inline.profile(source)
+        assert [d.to_dict() for d in guarded.check(source)] == [
+            d.to_dict() for d in inline.check(source)]
