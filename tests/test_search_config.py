@@ -256,3 +256,70 @@ def test_command_line_overrides_and_errors(tmp_path, capsys):
     assert cli.main(["run"]) == 2
     (tmp_path / "c.toml").write_text("[run]\nmax_candidates = 1\n")
     assert cli.main(["run", str(tmp_path / "c.toml")]) == 2  # a new run needs --run-dir
+
+
+def test_the_quick_config_parses_and_builds_its_parts(tmp_path):
+    """examples/search/quick.toml: the offline proposer behind the guard, real vetting."""
+    from linarch.api import EXAMPLES
+    from linarch.search.offline import OfflineProposer
+    from linarch.search.session import build_components
+
+    quick = EXAMPLES / "search" / "quick.toml"
+    run = create_run(quick, tmp_path / "quick")
+    config = run.config()
+    assert config.run.max_candidates >= 20 and config.islands.selection == "weighted"
+    assert [s.stage for s in config.cascade] == ["static", "numerics", "mqar"]
+    comps = build_components(config, run)
+    try:
+        assert isinstance(comps.proposer, OfflineProposer)
+        assert comps.proposer.frontend is comps.frontend and comps.frontend.guard is not None
+        assert comps.vet is not None and comps.analyst is None
+    finally:
+        comps.frontend.close()
+        comps.store.close()
+
+
+def test_offline_search_on_the_real_compiler_end_to_end(tmp_path):
+    """The production path without training: real check/analyze and mutation moves behind
+    the guard, real vetting in sandboxed workers (trained shape, fingerprint), a synthetic
+    score from the compiler's costs."""
+    from linarch.search.executor import LocalExecutor
+    from linarch.search.sandbox import Limits
+    from linarch.search.session import build_components, seed_programs
+    from linarch.search.state import RunState
+
+    (tmp_path / "s.toml").write_text("""
+[run]
+max_candidates = 2
+proposal_workers = 1
+preset = "proxy"
+seeds = [0]
+seed_programs = ["example:deltanet"]
+[[cascade]]
+stage = "static"
+[[cascade]]
+stage = "mqar"
+[components]
+evaluate = "linarch_testing.search_fakes:cost_evaluate"
+""")
+    run = create_run(tmp_path / "s.toml", tmp_path / "run")
+    config = run.config()
+    comps = build_components(config, run)
+    try:
+        with LocalExecutor(workers=2, limits=Limits(time_s=300)) as ex:
+            summary = SearchLoop(config, run, comps, ex, seed_programs=seed_programs(run)).run()
+    finally:
+        comps.frontend.close()
+        comps.store.close()
+    assert summary.candidates == 2 and summary.reason == "max_candidates"
+    events = read_jsonl(run.journal)
+    check_journal(events)
+    vetted = [e for e in events if e["event"] == "vetted"]
+    assert len(vetted) >= 3
+    for e in vetted:  # the proxy's d_model 64, width-matched to DeltaNet's parameter count
+        assert 32 <= dict(e["profile"]["shape"])["hidden_size"] <= 96
+        assert len(e["profile"]["fingerprint"]) == 64
+    seed = next(e for e in vetted if e["id"] == "s000")
+    assert dict(seed["profile"]["shape"]) == {"hidden_size": 64, "num_heads": 2}
+    archive = RunState.replay(config, events).archive
+    assert archive.candidates["s000"].profile.state_bytes == 4 * 2 * 32 * 32
