@@ -77,3 +77,30 @@ def test_a_profile_in_the_guard_equals_one_in_process():
         assert guarded.profile(source) == inline.profile(source)
         assert [d.to_dict() for d in guarded.check(source)] == [
             d.to_dict() for d in inline.check(source)]
+
+
+def test_the_loop_rejects_the_exploit_and_goes_on(tmp_path):
+    """Whatever proposes it (here a scripted proposer, as a mutation could), the loop's own
+    check of the exploit is stopped by the guard: rejected as check_timeout, for free."""
+    from test_search_loop import ScriptedProposer, config_text
+
+    from linarch.search.jsonl import read_jsonl
+    from linarch.search.loop import Components, SearchLoop, SeedProgram
+    from linarch.search.rundir import RunDir
+    from linarch_testing.search_fakes import InlineExecutor
+
+    delta = example_path("deltanet").read_text()
+    proposer = ScriptedProposer([EXPLOIT, example_path("gated_deltanet").read_text()])
+    run = RunDir.create(tmp_path / "run", config_text(max_candidates=1))
+    with Guard(GuardLimits(time_s=3.0)) as g:
+        front = FrontEnd(linarch.check, linarch.analyze, g)
+        comps = Components(proposer, linarch.check, linarch.analyze, fakes.cost_evaluate,
+                           frontend=front)
+        start = time.monotonic()
+        summary = SearchLoop(run.config(), run, comps, InlineExecutor(1),
+                             seed_programs=[SeedProgram("deltanet", delta)]).run()
+    assert time.monotonic() - start < 90
+    assert summary.candidates == 1 and summary.reason == "max_candidates"
+    assert summary.rejected == 1
+    (rejected,) = [e for e in read_jsonl(run.journal) if e["event"] == "rejected"]
+    assert rejected["id"] == "c0001" and rejected["reason"] == "check_timeout"
