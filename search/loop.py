@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from linarch.search.briefing import Briefing
 from linarch.search.config import SearchConfig
 from linarch.search.engineer import CheckFn
 from linarch.search.executor import Executor, JobResult, Outcome
@@ -37,19 +38,11 @@ from linarch.search.ledger import BudgetExhausted, CostLedger, LLMError
 from linarch.search.llm import EndpointDown, RequestRejected, tagged
 from linarch.search.memory import Memory
 from linarch.search.progress import NullProgress, Progress, Status
-from linarch.search.proposer import (
-    Proposal,
-    ProposalRequest,
-    Proposer,
-    RuntimeFailure,
-    Sibling,
-)
+from linarch.search.proposer import Proposal, ProposalRequest, Proposer
 from linarch.search.records import AnalysisLike, Candidate, EvalJob, EvalResult, Profile
 from linarch.search.rundir import RunDir
 from linarch.search.state import Pending, RunState, first_line
 from linarch.search.store import record_candidate
-from linarch.search.taskfacts import card_context
-from linarch.search.templates import load_template
 from linarch.search.vet import VetJob, VetResult
 
 if TYPE_CHECKING:
@@ -150,7 +143,7 @@ class SearchLoop:
         self._lanes = max(1, workers)
         self._proposals: dict[str, concurrent.futures.Future] = {}
         self._analyses: dict[str, concurrent.futures.Future] = {}
-        self._card = load_template("task_card.md")
+        self._briefing = Briefing(config, self.state, components.memory, components.ledger)
 
     # ------------------------------------------------------------------ driver
 
@@ -278,31 +271,8 @@ class SearchLoop:
 
     def _launch(self, start: dict[str, Any]) -> None:
         """Hand a journaled proposal_started to a proposal thread."""
-        cid = start["id"]
-        archive = self.state.archive
-        parents = tuple(archive.candidates[p] for p in start["parents"]
-                        if p in archive.candidates)
-        inspirations = tuple(archive.candidates[p] for p in start.get("inspirations", ())
-                             if p in archive.candidates)
-        repair = None
-        if start.get("repair_of"):
-            failed = archive.candidates[start["repair_of"]]
-            stage, outcome, tail = self.state.failure_of(failed.id)
-            repair = RuntimeFailure(failed.id, failed.source, failed.motivation, stage, outcome,
-                                    tail[-2500:])
-        request = ProposalRequest(
-            candidate_id=cid,
-            index=int(start["index"]),
-            parents=parents,
-            inspirations=inspirations,
-            memory=tuple(self._recall(parents)),
-            siblings=tuple(self._siblings(parents[0].id if parents else None, cid)),
-            feedback=tuple(self.state.feedback.get(int(start["island"]), ())),
-            task_card=self._task_card(),
-            models=dict(start.get("models") or {}),
-            repair=repair,
-        )
-        self._proposals[cid] = self._pool.submit(self._prepare, request)
+        request = self._briefing.request(start)
+        self._proposals[start["id"]] = self._pool.submit(self._prepare, request)
 
     def _prepare(self, request: ProposalRequest) -> Prepared:
         """In a proposal thread: the proposal, then the front end's verdict on it."""
@@ -392,66 +362,6 @@ class SearchLoop:
         self._emit("accepted", id=p.id, profile=profile.to_dict(), nearest=verdict.nearest,
                    similarity=verdict.similarity)
         self._advance(p)
-
-    def _recall(self, parents: Sequence[Candidate]) -> list[Any]:
-        if self.c.memory is None or self.config.memory.entries <= 0 or not parents:
-            return []
-        query = " ".join(
-            f"{p.profile.name} {' '.join(p.profile.transition_classes)} {p.motivation} "
-            f"{p.analysis}" for p in parents
-        )
-        return self.c.memory.retrieve(query, self.config.memory.entries)
-
-    def _siblings(self, parent: str | None, exclude: str) -> list[Sibling]:
-        """The last `memory.siblings` children of `parent` and what became of them."""
-        if parent is None or self.config.memory.siblings <= 0:
-            return []
-        kids = [c for c in self.state.order if c != exclude
-                and parent in (self.state.records[c].get("parents") or ())]
-        return [Sibling(c, self.state.records[c].get("motivation") or "", self._outcome(c))
-                for c in kids[-self.config.memory.siblings:]]
-
-    def _outcome(self, cid: str) -> str:
-        record = self.state.records[cid]
-        status = record.get("status")
-        if status == "rejected":
-            rej = record["rejection"]
-            return f"not evaluated ({rej['reason']}): {first_line(str(rej.get('detail', '')))}"
-        if status != "evaluated":
-            return "being evaluated"
-        c = self.state.archive.candidates[cid]
-        if c.result is None:
-            return f"failed: {c.failure}"
-        r = c.result
-        return f"score {r.score:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}] ({r.verdict})"
-
-    def _task_card(self) -> str:
-        s, cfg = self.state, self.config
-        best = s.archive.best()
-        best_text = "nothing evaluated yet" if best is None or best.result is None else (
-            f"{best.id} ({best.profile.name}): score {best.score:+.4f} "
-            f"[{best.result.ci_low:+.4f}, {best.result.ci_high:+.4f}]")
-        left = cfg.run.max_candidates - s.charged
-        budget = f"{left} of {cfg.run.max_candidates} candidates left"
-        ledger = self.c.ledger
-        if ledger is not None and ledger.budget_usd is not None:
-            budget += f"; ${ledger.budget_usd - ledger.total().usd:.2f} of LLM budget left"
-        context = card_context(s.facts, seeds=cfg.run.seeds, baseline=self._baseline_text(),
-                               best=best_text, budget=budget)
-        if not context["stages"]:
-            context["stages"] = " -> ".join(st.stage for st in cfg.cascade)
-        return self._card.render(**context).user.strip()
-
-    def _baseline_text(self) -> str:
-        metric = str(self.state.facts.get("metric", ""))
-        for cid in reversed(self.state.evaluated):
-            c = self.state.archive.candidates[cid]
-            value = None if c.result is None else c.result.metrics.get(f"baseline_{metric}")
-            if value is not None:
-                per = c.result.baseline_per_seed if c.result is not None else ()
-                seeds = f" (per seed {', '.join(f'{v:.3f}' for v in per)})" if per else ""
-                return f"{metric} {value:.4f}{seeds}"
-        return "score 0 by definition (its absolute score is not known yet)"
 
     # ------------------------------------------------------------------ one candidate
 
