@@ -107,12 +107,9 @@ def test_proposals_are_written_while_workers_evaluate(tmp_path, monkeypatch):
     with LocalExecutor(workers=2, limits=Limits(time_s=60)) as ex:
         proposer.executor = ex
         loop = make_loop(tmp_path, text, proposer, ex, seeds=(SEED,))
-        start = time.monotonic()
         summary = loop.run()
-        wall = time.monotonic() - start
     assert summary.candidates == 6
+    # the first two proposals find the workers idle (the seed is done); of the next four,
+    # written while vetting and evaluations run, at least three must see a job running
     assert proposer.overlaps >= 3, "proposals waited for the workers instead of overlapping"
-    # 6 s of proposing and 14 x 1 s of evaluation sleep on 2 workers, overlapped; written
-    # one after another (no threads) the two would take at least 6 + 14 / 2 = 13 s
-    assert wall < 6 + 7 + 0.5 * 21, wall  # with a generous 0.5 s per worker start-up
     check_journal(read_jsonl(loop.run_dir.journal))
