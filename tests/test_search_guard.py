@@ -48,13 +48,14 @@ def test_the_exploit_is_stopped_at_the_deadline_and_the_next_call_works(guard):
 
 
 def test_memory_limit_and_crashes_kill_the_worker_not_the_search(guard):
+    # a generous deadline per call: what must stop these is the memory limit or the death
     with pytest.raises(GuardFailure, match="memory"):
-        guard.call(fakes.allocate_mb, 3000)
+        guard.call(fakes.allocate_mb, 3000, time_s=120)
     with pytest.raises(GuardFailure, match="died"):
-        guard.call(fakes.segfault)
+        guard.call(fakes.segfault, time_s=120)
     with pytest.raises(GuardFailure, match="died"):
-        guard.call(fakes.exit_hard, 3)
-    assert guard.call(fakes.add, 2, 2) == 4
+        guard.call(fakes.exit_hard, 3, time_s=120)
+    assert guard.call(fakes.add, 2, 2, time_s=120) == 4
 
 
 def test_answers_are_json_and_secrets_stay_outside(guard, monkeypatch):
