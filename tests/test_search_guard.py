@@ -21,7 +21,7 @@ EXPLOIT = example_path("deltanet").read_text().replace(
 
 @pytest.fixture(scope="module")
 def guard(tmp_path_factory):
-    g = Guard(GuardLimits(time_s=4.0, memory_mb=1500), tmp_path_factory.mktemp("guard"))
+    g = Guard(GuardLimits(time_s=8.0, memory_mb=1500), tmp_path_factory.mktemp("guard"))
     yield g.start()
     g.close()
 
@@ -38,9 +38,9 @@ def test_calls_return_json_values_and_remote_errors(guard):
 def test_the_exploit_is_stopped_at_the_deadline_and_the_next_call_works(guard):
     front = FrontEnd(linarch.check, linarch.analyze, guard)
     start = time.monotonic()
-    with pytest.raises(GuardTimeout, match="did not finish within 4s"):
+    with pytest.raises(GuardTimeout, match="did not finish within 8s"):
         front.check(EXPLOIT)
-    assert time.monotonic() - start < 15
+    assert time.monotonic() - start < 30
     diagnostics = front.check(example_path("deltanet").read_text())
     assert [d for d in diagnostics if d.severity == "error"] == []
     profile = front.profile(example_path("gated_deltanet").read_text())
@@ -93,7 +93,7 @@ def test_the_loop_rejects_the_exploit_and_goes_on(tmp_path):
     delta = example_path("deltanet").read_text()
     proposer = ScriptedProposer([EXPLOIT, example_path("gated_deltanet").read_text()])
     run = RunDir.create(tmp_path / "run", config_text(max_candidates=1))
-    with Guard(GuardLimits(time_s=3.0)) as g:
+    with Guard(GuardLimits(time_s=8.0)) as g:
         front = FrontEnd(linarch.check, linarch.analyze, g)
         comps = Components(proposer, linarch.check, linarch.analyze, fakes.cost_evaluate,
                            frontend=front)

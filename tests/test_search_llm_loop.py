@@ -156,7 +156,7 @@ default = "fake-model"
 [engineer]
 max_repairs = 1
 [guard]
-time_limit_s = 3
+time_limit_s = 8
 """).replace("linarch_testing.search_fakes:toy_check", "linarch:check").replace(
         "linarch_testing.search_fakes:toy_analyze", "linarch:analyze").replace(
         "linarch_testing.search_fakes:toy_evaluate", "linarch_testing.search_fakes:cost_evaluate"
