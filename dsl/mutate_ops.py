@@ -3,7 +3,9 @@
 An operator returns None where it does not apply; where it applies, its edit is meant to check
 clean (tests/test_mutate.py holds every operator to that on every example), and the engine in
 ``linarch.dsl.mutate`` checks again anyway. Families: gate kinds, transition class, paths and
-routers, convolution widths, feature maps, norms and output gates.
+routers, convolution widths, feature maps, norms and output gates; ``mutate_moves`` adds short
+convolutions, numeric constants and hyper-parameters, Householder micro-steps and a second
+state.
 """
 
 from __future__ import annotations
@@ -490,7 +492,10 @@ def change_conv_width(view: View, rng: random.Random) -> Edit | None:
     return d.build(f"Change the width of the convolution {names} from {old} to {new}.")
 
 
-FEATURE_ACTS = ("silu", "relu", "elu", "identity")
+# feature maps of queries and keys: none, SiLU (fla's default), ReLU, ELU, 1 + ELU (positive,
+# Katharopoulos et al. 2020), sigmoid and softplus (positive, bounded below)
+FEATURE_ACTS = ("silu", "relu", "elu", "identity", "elu1", "sigmoid", "softplus")
+_ACT_CALLS = ("silu", "swish", "relu", "elu", "sigmoid", "softplus")
 
 
 def _features(view: View) -> list[str]:
@@ -505,8 +510,13 @@ def _features(view: View) -> list[str]:
     return [n for n in dict.fromkeys(names) if n in view.assigns]
 
 
-def _feature_site(value) -> tuple[ast.Call | None, object, Callable]:
-    """(the activation call or None, the expression it applies to, a function that puts a
+def _is_elu1(e) -> bool:
+    return (isinstance(e, ast.Binary) and e.op == "+" and is_call(e.left, "elu")
+            and len(e.left.args) == 1 and e.right == ast.Num(1, "1"))
+
+
+def _feature_site(value) -> tuple[str, object, Callable]:
+    """(the feature map's name, the expression it applies to, a function that puts a
     replacement for that expression back into the definition); l2norm and reshapes stay."""
     norm = is_call(value, "l2norm") and len(value.args) == 1
     inner = value.args[0] if norm else value
@@ -517,23 +527,33 @@ def _feature_site(value) -> tuple[ast.Call | None, object, Callable]:
     body, put = inner, outside
     if isinstance(inner, ast.Reshape):
         body, put = inner.value, (lambda e: outside(replace(inner, value=e)))
-    act = body if is_call(body, "silu", "swish", "relu", "elu") and len(body.args) == 1 else None
-    return act, (body if act is None else act.args[0]), put
+    if _is_elu1(body):
+        return "elu1", body.left.args[0], put
+    if is_call(body, *_ACT_CALLS) and len(body.args) == 1:
+        return ("silu" if body.func == "swish" else body.func), body.args[0], put
+    return "identity", body, put
+
+
+def _apply_map(name: str, arg):
+    if name == "identity":
+        return arg
+    if name == "elu1":
+        return ast.Binary("+", ast.Call("elu", (arg,)), ast.Num(1, "1"))
+    return ast.Call(name, (arg,))
 
 
 def swap_feature_activation(view: View, rng: random.Random) -> Edit | None:
-    """The activation of a query or key swapped among silu, relu, elu and none."""
+    """The feature map of a query or key swapped among none, SiLU, ReLU, ELU, 1 + ELU, sigmoid
+    and softplus."""
     names = _features(view)
     if not names:
         return None
     name = rng.choice(names)
     value = view.value(name)
-    act, arg, put = _feature_site(value)
-    old = "identity" if act is None else ("silu" if act.func == "swish" else act.func)
+    old, arg, put = _feature_site(value)
     new = rng.choice([a for a in FEATURE_ACTS if a != old])
     d = Draft(view)
-    d.set(view.assigns[name], ast.Assign(name, put(arg if new == "identity"
-                                                   else ast.Call(new, (arg,)))))
+    d.set(view.assigns[name], ast.Assign(name, put(_apply_map(new, arg))))
     return d.build(f"Change the feature map of {name} from {old} to {new}.")
 
 
@@ -636,6 +656,8 @@ def add_output_gate(view: View, rng: random.Random) -> Edit | None:
 
 Operator = Callable[[View, random.Random], Edit | None]
 
+from linarch.dsl.mutate_moves import MOVES  # noqa: E402 - they use helpers defined above
+
 OPERATORS: dict[str, Operator] = {
     f.__name__: f
     for f in (
@@ -643,6 +665,6 @@ OPERATORS: dict[str, Operator] = {
         add_delta_rule, remove_delta_rule, toggle_negative_eigenvalues,
         add_fir_paths, add_path, remove_path, swap_router,
         change_conv_width, swap_feature_activation, toggle_key_l2norm,
-        swap_output_norm, swap_output_gate, add_output_gate,
+        swap_output_norm, swap_output_gate, add_output_gate, *MOVES,
     )
 }

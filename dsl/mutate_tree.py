@@ -2,7 +2,8 @@
 
 ``View`` answers what an operator asks of a program (its states, each update as
 ``scalars * S @ F1 @ F2 + writes`` read from the typed recurrence form of the transitions pass,
-its readouts, the shapes the type pass proved); ``Draft``
+its readouts, the shapes the type pass proved, and that typed form itself per state, which the
+newer operators read); ``Draft``
 records an operator's edits at the original line indices and builds the new program; ``prune``
 drops what an edit left unread. New code is written as text and parsed (``parse_expr``), the way
 a person would write it, so operators read like the programs they produce.
@@ -346,6 +347,29 @@ class View:
         """Binding -> its feature shape at the declared defaults (from the type pass)."""
         return shapes_of(format_program(self.program))
 
+    @cached_property
+    def token_values(self) -> frozenset[str]:
+        """Bindings whose value changes from token to token (not static formulas)."""
+        from linarch.dsl.types import Kind
+
+        unit = self.unit
+        if unit is None:
+            return frozenset()
+        return frozenset(node.name for i, node in unit.module.nodes()
+                         if node.name and i in unit.types and unit.types[i].kind is Kind.TOKEN)
+
+    @cached_property
+    def unit(self):
+        """The front end's analysis of this program (None if it does not check)."""
+        return analysis(format_program(self.program)).unit
+
+    @cached_property
+    def transitions(self) -> dict:
+        """State name -> its typed recurrence form (``linarch.dsl.recurrence.Recurrence``: class,
+        gate, decays, rank-one factors, writes, micro-steps, readouts): what the compiler proved
+        about each update. Operators read this rather than decomposing updates themselves."""
+        return {} if self.unit is None else {t.name: t for t in self.unit.transitions}
+
 
 @lru_cache(maxsize=64)
 def analysis(text: str) -> Result:
@@ -373,6 +397,11 @@ class Draft:
         self.after: dict[int, list[ast.Stmt]] = {}
         self.params: list[ast.Stmt] = []
         self.hparams: list[ast.HParam] = []
+        self.removed: set[int] = set()
+
+    def remove(self, i: int) -> None:
+        """Drop the statement at line i (what it alone read is pruned afterwards)."""
+        self.removed.add(i)
 
     def set(self, i: int, stmt: ast.Stmt) -> None:
         if stmt != self.get(i):  # an unchanged statement keeps its comment
@@ -423,6 +452,8 @@ class Draft:
         lines: list[ast.Line] = []
         for i, line in enumerate(view.program.lines):
             lines.extend(ast.Line(s) for s in self.before.get(i, ()))
+            if i in self.removed:
+                continue
             stmt = self.stmts.get(i, line.stmt)
             if isinstance(stmt, ast.Header) and self.hparams:
                 stmt = replace(stmt, hparams=stmt.hparams + tuple(self.hparams))

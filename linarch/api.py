@@ -11,6 +11,7 @@ from linarch.dsl.diagnostics import Diagnostic, LinarchError, Reporter
 from linarch.dsl.mutate import Mutation, MutationError  # noqa: F401 - re-exported
 from linarch.dsl.mutate import crossover as _crossover
 from linarch.dsl.mutate import mutate as _mutate
+from linarch.dsl.mutate import recombine as _recombine
 from linarch.dsl.parser import parse
 from linarch.dsl.printer import format_program
 from linarch.dsl.report import show as _show
@@ -131,7 +132,8 @@ def format_source(path_or_source: Sourceish) -> str:
 
 def mutate(source: Sourceish, seed: int, *, max_tries: int = 30) -> Mutation:
     """One random typed mutation of a program (gate kinds, transition class, paths, widths,
-    feature maps, norms, routers): a program that checks clean and is a different architecture
+    feature maps, norms, routers, short convolutions, constants, micro-steps, a second state):
+    a program that checks clean, keeps every stability fact, and is a different architecture
     or has a new hyper-parameter default. Deterministic in ``seed``; raises MutationError when
     no operator yields one within ``max_tries`` checked programs."""
     return _mutate(load_source(source).text, seed, max_tries=max_tries)
@@ -141,3 +143,10 @@ def crossover(a: Sourceish, b: Sourceish, seed: int, *, max_tries: int = 30) -> 
     """Program ``a`` with one binding (or its return) defined as program ``b`` defines it, with
     the parameters and helpers that definition needs; raises MutationError if none checks."""
     return _crossover(load_source(a).text, load_source(b).text, seed, max_tries=max_tries)
+
+
+def recombine(a: Sourceish, b: Sourceish, seed: int, *, max_tries: int = 30) -> Mutation:
+    """Program ``a`` with one of program ``b``'s states (its update, its readout and what they
+    read, with weights of its own) as a second memory whose readout is added to a's; raises
+    MutationError if no pairing of readouts checks."""
+    return _recombine(load_source(a).text, load_source(b).text, seed, max_tries=max_tries)

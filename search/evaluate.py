@@ -128,6 +128,7 @@ def _trained(job: EvalJob) -> EvalResult:
     cache = _BaselineCache(job)
     cand_scores: dict[int, list[float]] = {s: [] for s in job.seeds}
     base_scores: dict[int, list[float]] = {s: [] for s in job.seeds}
+    curves: dict[str, list[tuple[int, float]]] = {}  # the candidate's, first problem, per seed
     metrics: dict[str, float] = {}
     for problem, config in budget.problems:
         match = match_width(problem, candidate, baseline)
@@ -140,6 +141,9 @@ def _trained(job: EvalJob) -> EvalResult:
                 raise RuntimeError(f"candidate {result.outcome.value} on {problem.name} seed "
                                    f"{seed}: {result.error or ''}".strip())
             cand_scores[seed].append(result.metric(name))
+            if problem is budget.problems[0][0]:
+                curves[f"seed {seed}"] = [(p.step, p.value)
+                                          for p in result.curves.eval.get(name, ())]
             key = f"{budget.task.value}-{preset}-{problem.name}-{seed}-" \
                   f"{match.baseline_shape.hidden_size}-{baseline.structural_hash}"
             value = cache.get(key)
@@ -162,7 +166,8 @@ def _trained(job: EvalJob) -> EvalResult:
                     "state_bytes": float(candidate.state_bytes)})
     return EvalResult.from_comparison(
         comparison, metrics=metrics, seeds=job.seeds,
-        detail=f"{task}@{preset}: {budget.metric.name} candidate {cand} vs DeltaNet {base}")
+        detail=f"{task}@{preset}: {budget.metric.name} candidate {cand} vs DeltaNet {base}",
+        candidate_per_seed=cand, baseline_per_seed=base, curves=curves)
 
 
 class _BaselineCache:
