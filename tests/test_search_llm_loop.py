@@ -133,9 +133,11 @@ def test_several_models_for_a_role_are_chosen_by_a_bandit(tmp_path):
 
 
 def test_the_exploit_cannot_hang_the_search(tmp_path):
-    """The issue's exploit through the fake LLM server and the real compiler: checking
-    `2 ** 2 ** 2 ** 2 ** 2 ** 2` never finishes, so the guard stops it at its deadline, the
-    engineer is told (LS901), and the search goes on to evaluate a good program."""
+    """The issue's exploit through the fake LLM server and a check that never finishes on
+    `2 ** 2 ** 2 ** 2 ** 2 ** 2` (the real one refuses it at once since constant folding is
+    bounded, LA118; `check_hanging_on_towers` stands in for the next program that hangs a
+    compiler): the guard stops it at its deadline, the engineer is told (LS901), and the search
+    goes on to evaluate a good program."""
     delta = example_path("deltanet").read_text()
     exploit = delta.replace("o = S @ q * dk ** -0.5",
                             "o = S @ q * dk ** -0.5 * 2 ** 2 ** 2 ** 2 ** 2 ** 2")
@@ -157,7 +159,8 @@ default = "fake-model"
 max_repairs = 1
 [guard]
 time_limit_s = 8
-""").replace("linarch_testing.search_fakes:toy_check", "linarch:check").replace(
+""").replace("linarch_testing.search_fakes:toy_check",
+              "linarch_testing.search_fakes:check_hanging_on_towers").replace(
         "linarch_testing.search_fakes:toy_analyze", "linarch:analyze").replace(
         "linarch_testing.search_fakes:toy_evaluate", "linarch_testing.search_fakes:cost_evaluate"
     ).replace('vet = "linarch_testing.search_fakes:toy_vet"', 'vet = ""')
