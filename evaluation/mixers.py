@@ -88,6 +88,11 @@ def load_mixer(path_or_source: str | Path) -> MixerSpec:
     return _loader(path_or_source)
 
 
+def loader_is_default() -> bool:
+    """True while mixers come from the compiler (what a spawned worker process also uses)."""
+    return _loader is mixer_from_dsl
+
+
 def set_mixer_loader(loader: MixerLoader | None) -> MixerLoader:
     """Install `loader` (None restores `mixer_from_dsl`) and return the previous one."""
     global _loader

@@ -25,22 +25,15 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from linarch.evaluation.results import Outcome
+
 _OOM_TEXT = ("can't allocate memory", "cannot allocate memory", "out of memory")
 _PR_SET_PDEATHSIG = 1
-
-
-class Outcome(StrEnum):
-    OK = "ok"
-    TIMEOUT = "timeout"
-    OOM = "oom"
-    CRASH = "crash"
-    ERROR = "error"
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,8 @@ def test_defaults():
     config = loads_config("")
     assert config.executor.kind == "local" and config.llm.budget_usd is None
     assert config.run.seed_programs == ("example:deltanet",)
-    assert [s.stage for s in config.cascade] == ["full"]
+    assert [s.stage for s in config.cascade] == ["static", "numerics", "mqar"]
+    assert config.run.preset == "proxy"
 
 
 @pytest.mark.parametrize(
