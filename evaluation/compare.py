@@ -237,8 +237,9 @@ class _Runner:
             ckpt = self.checkpoints / role.value / f"seed{seed}" / problem
             if len(self.budget.hypers(config)) > 1:  # one folder per learning-rate point
                 ckpt = ckpt / hyper.label().replace(" ", "").replace(",", "-")
-        return _Job(self.specs[role], self.specs[role].source, self.budget, index,
-                    self.shapes[(role, problem)], config, str(self.device), self.progress, ckpt)
+        spec = self.specs[role]
+        return _Job(spec, spec.source, self.budget, index, self.shapes[(role, problem)], config,
+                    str(self.device), self.progress, ckpt, spec.init_salt)
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,7 @@ class _Job:
     device: str
     progress: bool
     checkpoint: Path | None
+    init_salt: int = 0
 
 
 def _train_job(job: _Job) -> TrainResult:
@@ -261,7 +263,7 @@ def _train_job(job: _Job) -> TrainResult:
         torch.set_num_threads(1)
     from .mixers import load_mixer
 
-    spec = job.spec or load_mixer(job.source)
+    spec = job.spec or replace(load_mixer(job.source), init_salt=job.init_salt)
     problem, _ = job.budget.problems[job.problem_index]
     result, model = train_problem(problem, spec, job.shape, job.config,
                                   device=torch.device(job.device), progress=job.progress,

@@ -23,7 +23,9 @@ class MixerSpec:
     """A compiled mixer and the static facts the analysis gives at its declared defaults.
 
     `source` is the DSL text (what a checkpoint stores to rebuild the layer); `structural_hash`
-    identifies the program up to formatting, `code_hash` the generated code.
+    identifies the program up to formatting, `code_hash` the generated code. `init_salt` != 0
+    draws another initialisation for the same seed (data and batch order unchanged): the same
+    mixer as a different arm, which is what an A/A test compares.
     """
 
     name: str
@@ -33,6 +35,7 @@ class MixerSpec:
     state_bytes: int
     structural_hash: str
     code_hash: str
+    init_salt: int = 0
 
 
 MixerLoader = Callable[[str | Path], MixerSpec]

@@ -123,13 +123,14 @@ class MQARRecipe:
     grid: tuple[float, ...]
     schedule: SeedSchedule
     rule: DecisionRule
+    evals: int = 5  # evaluations during training (the last at the end); each costs a test pass
 
     def budget(self, preset: Preset) -> Budget:
         # Every training example is fresh (one epoch of steps x batch examples).
         problem = MQARProblem(self.train, self.shape, self.steps * self.batch, self.num_test,
                               tests=self.tests, num_valid=self.num_valid)
         config = TrainConfig(steps=self.steps, batch_size=self.batch, lr=self.grid[0],
-                             weight_decay=0.1, eval_every=max(1, self.steps // 5))
+                             weight_decay=0.1, eval_every=max(1, self.steps // self.evals))
         return Budget(TaskKind.MQAR, preset, ((problem, config),), problem.metric,
                       grid=tuple(Hyper(lr) for lr in self.grid) if len(self.grid) > 1 else (),
                       schedule=self.schedule, rule=self.rule)
@@ -147,10 +148,10 @@ MQAR_RECIPES: dict[Preset, MQARRecipe] = {
     # The calibrated proxy: the default of `linarch train --task mqar` and of the search.
     Preset.PROXY: MQARRecipe(_mqar(256, 64, 4), (_mqar(256, 64, 16), _mqar(256, 128, 32)),
                              ModelShape(64, 2, 2, use_mlp=False, block_kinds=HYBRID),
-                             steps=1200, batch=32, num_test=500, num_valid=250,
+                             steps=1000, batch=32, num_test=500, num_valid=250,
                              grid=(3e-3, 1e-2),
-                             schedule=SeedSchedule.sequential(start=3, step=2, cap=10),
-                             rule=DecisionRule(confidence=0.95, min_effect=0.02)),
+                             schedule=SeedSchedule.sequential(start=3, step=2, cap=8),
+                             rule=DecisionRule(confidence=0.95, min_effect=0.02), evals=2),
     Preset.QUICK: MQARRecipe(_mqar(8192, 64, 4), (_mqar(8192, 64, 8),),
                              ModelShape(64, 2, 2, use_mlp=False, block_kinds=HYBRID),
                              steps=1000, batch=64, num_test=1000, num_valid=500,

@@ -39,7 +39,8 @@ class RunKey:
     @staticmethod
     def of(mixer: MixerSpec, budget_key: str, problem: str, seed: int, lr: float,
            weight_decay: float | None, shape: ModelShape, device: str) -> RunKey:
-        return RunKey(f"{mixer.structural_hash}:{mixer.code_hash}", budget_key, problem, seed,
+        salt = f":salt{mixer.init_salt}" if mixer.init_salt else ""
+        return RunKey(f"{mixer.structural_hash}:{mixer.code_hash}{salt}", budget_key, problem, seed,
                       (lr, weight_decay), json.dumps(shape_json(shape), sort_keys=True,
                                                       default=str), device)
 

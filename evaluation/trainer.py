@@ -30,6 +30,9 @@ from .problems import ModelShape, Problem, autocast
 from .results import CurvePoint, Curves, Outcome, Timings, TrainResult
 
 
+INIT_SALT_STRIDE = 1_000_003  # a mixer's init_salt moves its initialisation this far
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Budget and optimiser settings of one run. `seed` fixes init, data and batch order."""
@@ -137,7 +140,7 @@ def train_problem(
     try:
         seed_everything(config.seed)
         data = data if data is not None else problem.make_data(config.seed)
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.seed + INIT_SALT_STRIDE * mixer.init_salt)
         model = problem.build_model(mixer, shape).to(device)
     except Exception as exc:  # a candidate that does not even build is a typed failure
         outcome = Outcome.OOM if _is_oom(exc) else Outcome.ERROR
