@@ -35,7 +35,7 @@ from pathlib import Path
 from statistics import fmean, stdev
 
 from .compare import Comparison, Role, compare
-from .mixers import MixerSpec, load_mixer
+from .mixers import load_mixer
 from .presets import Budget, Preset, TaskKind, budget_for
 from .run_cache import RunCache
 from .seeds import SeedSchedule

@@ -29,7 +29,6 @@ from .mixers import MixerSpec
 from .problems import ModelShape, Problem, autocast
 from .results import CurvePoint, Curves, Outcome, Timings, TrainResult
 
-
 INIT_SALT_STRIDE = 1_000_003  # a mixer's init_salt moves its initialisation this far
 
 
