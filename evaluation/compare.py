@@ -15,8 +15,9 @@
 4. Failures are counted, not dropped: a candidate run that fails (NaN, divergence, error, limit)
    scores the problem's failure value (accuracy 0, or the chance loss), so it is a loss. A
    baseline run that fails is trained again when the failure may be the machine's (timeout,
-   memory, error); when it fails again, or fails deterministically, that seed is left out of the
-   pairs and a fresh seed takes its place: a failed baseline is never charged to the candidate.
+   memory, error); when it fails again, or fails deterministically (NaN, divergence: the same
+   seed would fail the same way), that seed is left out of the pairs and a fresh seed takes its
+   place: a failed baseline is never charged to the candidate.
 
 Everything comes back as frozen, typed results: per-seed runs and scores, every look's
 interval, the verdict, and what the evaluation cost (runs trained and reused, CPU seconds).
@@ -180,7 +181,12 @@ class _Runner:
         self.checkpoints = checkpoints
         self.runs: dict[tuple[Role, str, int, Hyper], ArmRun] = {}
         self.trained: list[ArmRun] = []
-        self.wall = 0.0
+        self.pool: ProcessPoolExecutor | None = None  # kept for the whole comparison
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
 
     def problem(self, name: str) -> tuple[int, Problem]:
         return next((i, p) for i, (p, _) in enumerate(self.budget.problems) if p.name == name)
@@ -202,7 +208,6 @@ class _Runner:
                                          self.shapes[(role, problem)], cached, cached=True)
             else:
                 todo.append(item)
-        started = time.perf_counter()
         for item, result in zip(todo, self._train_all(todo)):
             role, problem, seed, hyper = item
             run = ArmRun(role, problem, seed, hyper, self.shapes[(role, problem)], result,
@@ -215,17 +220,16 @@ class _Runner:
             self.log(f"[{problem}] seed {seed} {role.value} {self.specs[role].name} "
                      f"({hyper.label()}): {result.outcome.value} {metric}="
                      f"{result.metric(metric):.4f} ({result.timings.cpu_s:.0f} cpu-s)")
-        self.wall += time.perf_counter() - started
 
     def _train_all(self, items: list[tuple[Role, str, int, Hyper]]) -> list[TrainResult]:
         jobs = [self._job(item) for item in items]
-        if self.workers <= 1 or len(jobs) <= 1:
+        if self.workers <= 1 or len(jobs) <= 1 and self.pool is None:
             return [_train_job(job) for job in jobs]
-        import multiprocessing as mp
+        if self.pool is None:  # spawned once: each worker imports torch and compiles once
+            import multiprocessing as mp
 
-        with ProcessPoolExecutor(min(self.workers, len(jobs)),
-                                 mp_context=mp.get_context("spawn")) as pool:
-            return list(pool.map(_train_job, [replace(j, spec=None) for j in jobs]))
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        return list(self.pool.map(_train_job, [replace(j, spec=None) for j in jobs]))
 
     def _job(self, item: tuple[Role, str, int, Hyper]) -> _Job:
         role, problem, seed, hyper = item
@@ -349,7 +353,6 @@ def compare(
     specs = {Role.CANDIDATE: candidate}
     if baseline is not None:
         specs[Role.BASELINE] = baseline
-    roles = list(specs)
     matches: dict[str, MatchResult] = {}
     shapes: dict[tuple[Role, str], ModelShape] = {}
     for problem, _ in budget.problems:
@@ -360,6 +363,18 @@ def compare(
         shapes[(Role.BASELINE, problem.name)] = m.baseline_shape
     runner = _Runner(budget, specs, shapes, baseline_cache, device, workers, log, progress,
                      checkpoints)
+    try:
+        return _compare(runner, budget, schedule, specs, matches, store, started, log, run_dir)
+    finally:
+        runner.close()
+
+
+def _compare(runner: _Runner, budget: Budget, schedule: SeedSchedule,
+             specs: dict[Role, MixerSpec], matches: dict[str, MatchResult],
+             store: ExperimentStore | None, started: float, log: Callable[[str], None],
+             run_dir: str) -> Comparison:
+    roles = list(specs)
+    candidate, baseline = specs[Role.CANDIDATE], specs.get(Role.BASELINE)
     choice = _choose(runner, roles)
     chosen = {k: c.chosen for k, c in choice.items()}
 
@@ -379,15 +394,17 @@ def compare(
                 pool.append(need[0])
             runner.ensure([w for s in need for role in roles for w in wanted(role, s)])
             for seed in need:
-                problem = _failed_baseline(runner, seed, wanted) if baseline is not None else None
-                if problem is not None:
+                failed = _failed_baseline(runner, seed, wanted) if baseline is not None else None
+                if failed is not None and failed.result.outcome in RETRIED:
                     runner.ensure(wanted(Role.BASELINE, seed), attempt=1)
-                    problem = _failed_baseline(runner, seed, wanted)
-                if problem is None:
+                    failed = _failed_baseline(runner, seed, wanted)
+                if failed is None:
                     valid.append(seed)
                 else:
-                    excluded.append((seed, problem))
-                    log(f"seed {seed} left out: the baseline failed twice ({problem})")
+                    why = f"{failed.problem}: {failed.result.outcome.value}"
+                    excluded.append((seed, why))
+                    log(f"seed {seed} left out: the baseline failed ({why}); a fresh seed "
+                        f"takes its place")
         if baseline is None:
             continue
         scores = [(_seed_score(runner, Role.CANDIDATE, s, chosen),
@@ -410,18 +427,18 @@ def compare(
         wall_s=time.perf_counter() - started)
     result = Comparison(budget, candidate, baseline, matches, tuple(choice.values()),
                         tuple(runner.runs.values()), scores, tuple(valid), tuple(excluded),
-                        tuple(looks), cost, str(device))
+                        tuple(looks), cost, str(runner.device))
     if store is not None:
         result = _record(store, result, trained, run_dir)
     return result
 
 
-def _failed_baseline(runner: _Runner, seed: int, wanted) -> str | None:
-    """The first problem whose baseline run failed at `seed` (None: all ended OK)."""
+def _failed_baseline(runner: _Runner, seed: int, wanted) -> ArmRun | None:
+    """The first baseline run at `seed` that did not end OK (None: all did)."""
     for item in wanted(Role.BASELINE, seed):
         run = runner.runs[item]
         if not run.result.ok:
-            return f"{item[1]}: {run.result.outcome.value}"
+            return run
     return None
 
 
