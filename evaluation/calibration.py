@@ -59,7 +59,7 @@ class Reference:
 ZOOLOGY = ("Zoology README figure (HazyResearch/zoology, zoology/analysis/paper/zoology_paper/"
            "zoology_results.png), MQAR, d_model 64, read off the plot")
 
-REFERENCES: tuple[Reference, ...] = (
+MQAR_REFERENCES: tuple[Reference, ...] = (
     Reference("softmax attention", "examples/reference/softmax_attention.lin", 1.00,
               f"{ZOOLOGY}: attention ~1.0", role="better"),
     Reference("DeltaNet", "examples/deltanet.lin", 0.79, f"{ZOOLOGY}: 0.79 at 9e3 state bytes",
@@ -82,6 +82,22 @@ REFERENCES: tuple[Reference, ...] = (
               "no published MQAR point in these sources"),
     Reference("HGRN2", "examples/hgrn2.lin", None, "no published MQAR point in these sources"),
 )
+
+GDN_TABLE3 = ("Yang, Kautz, Hatamizadeh 2024, Gated Delta Networks (arXiv 2412.06464), Table 3: "
+              "WikiText perplexity, 1.3B parameters, 100B FineWeb-Edu tokens")
+
+# The LM axis: published perplexities (lower is better, like the validation loss measured here).
+LM_REFERENCES: tuple[Reference, ...] = (
+    Reference("Gated DeltaNet", "examples/gated_deltanet.lin", 16.42, GDN_TABLE3, role="better"),
+    Reference("DeltaNet", "examples/deltanet.lin", 17.71, GDN_TABLE3, role="baseline"),
+    Reference("Mamba2", "examples/mamba2.lin", 18.25, GDN_TABLE3),
+    Reference("softmax attention", "examples/reference/softmax_attention.lin", 18.53,
+              f"{GDN_TABLE3} (Transformer++)"),
+    Reference("RetNet", "examples/retnet.lin", 19.08, GDN_TABLE3),
+    Reference("HGRN2", "examples/hgrn2.lin", 19.10, GDN_TABLE3),
+)
+
+REFERENCES = {TaskKind.MQAR: MQAR_REFERENCES, TaskKind.LM: LM_REFERENCES}
 
 
 @dataclass(frozen=True)
@@ -182,7 +198,7 @@ def _load() -> tuple[float, float, float]:
 
 
 def calibrate(budget: Budget, seeds: Sequence[int], store: ExperimentStore, *,
-              references: Sequence[Reference] = REFERENCES, root: Path = Path("."),
+              references: Sequence[Reference] = MQAR_REFERENCES, root: Path = Path("."),
               aa_repeats: int = 10, workers: int = 2,
               log: Callable[[str], None] = print) -> Calibration:
     """Run the reference set, the controls and the A/A test (see the module docstring)."""
@@ -227,18 +243,21 @@ def table_markdown(cal: Calibration) -> str:
     b = cal.budget
     tau, n_tau = cal.tau()
     rho, tau_half = cal.split_half()
+    metric = b.metric.name
     lines = [
-        f"Calibration of the `{b.preset.value}` MQAR budget (budget key `{b.key}`), "
+        f"Calibration of the `{b.preset.value}` {b.task.value.upper()} budget (budget key "
+        f"`{b.key}`), "
         f"{len(cal.seeds)} seeds ({', '.join(map(str, cal.seeds))}); `linarch calibrate` on "
         f"{time.strftime('%Y-%m-%d')}: {cal.wall_s / 60:.0f} min wall, {cal.cpu_s / 60:.0f} "
         f"CPU-min, load average {cal.load_before[0]:.1f} before and {cal.load_after[0]:.1f} "
         f"after.",
         "",
-        "| mixer | accuracy (95% CI) | vs DeltaNet (95% CI) | verdict | params | state bytes "
+        f"| mixer | {metric} (95% CI) | vs DeltaNet (95% CI) | verdict | params | state bytes "
         "| lr | published | source |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in sorted(cal.rows, key=lambda r: -r.mean):
+    sign = -1.0 if b.metric.higher_is_better else 1.0
+    for row in sorted(cal.rows, key=lambda r: sign * r.mean):
         c, ref = row.comparison, row.reference
         m = next(iter(c.matches.values()))
         is_base = ref.role == "baseline"
@@ -248,7 +267,7 @@ def table_markdown(cal: Calibration) -> str:
         verdict = "-" if is_base else s.verdict.value
         role = Role.BASELINE if is_base else Role.CANDIDATE
         lr = next(ch.chosen.label() for ch in c.choices if ch.role is role)
-        published = "-" if ref.published is None else f"{ref.published:.2f}"
+        published = "-" if ref.published is None else f"{ref.published:g}"
         lines.append(
             f"| {ref.label} | {row.mean:.3f} [{row.mean - row.half_width():.3f}, "
             f"{row.mean + row.half_width():.3f}] | {diff} | {verdict} | "
@@ -325,6 +344,7 @@ def calibrate_main(argv: list[str] | None = None) -> int:
     import torch
 
     parser = argparse.ArgumentParser(prog="linarch calibrate", description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=[t.value for t in REFERENCES], default="mqar")
     parser.add_argument("--preset", choices=[p.value for p in Preset], default="proxy")
     parser.add_argument("--seeds", type=int, default=6, help="seeds per reference mixer")
     parser.add_argument("--aa", type=int, default=10, help="A/A repeats (0: none)")
@@ -338,11 +358,13 @@ def calibrate_main(argv: list[str] | None = None) -> int:
                         help="markdown file whose calibration block to replace")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    refs = REFERENCES if args.only is None else tuple(
-        r for r in REFERENCES if r.label in args.only or r.role == "baseline")
-    budget = budget_for(TaskKind.MQAR, Preset(args.preset))
+    task = TaskKind(args.task)
+    refs = REFERENCES[task] if args.only is None else tuple(
+        r for r in REFERENCES[task] if r.label in args.only or r.role == "baseline")
+    budget = budget_for(task, Preset(args.preset))
     cal = calibrate(budget, tuple(range(args.seeds)), ExperimentStore(args.store),
-                    references=refs, root=args.root, aa_repeats=args.aa, workers=args.workers)
+                    references=refs, root=args.root, aa_repeats=args.aa, workers=args.workers,
+                    log=lambda line: print(line, flush=True))
     block = table_markdown(cal)
     print(block)
     if args.json is not None:

@@ -42,7 +42,7 @@ def run_job(job: dict) -> dict:
     spec = mixer_from_dsl(job["mixer"])
     layers = tuple(job["layers"].split("+")) if job["layers"] else ()
     shape = ModelShape(job["d"], len(layers) or 2, job["heads"], use_mlp=False,
-                       block_kinds=layers)
+                       block_kinds=layers).with_mixer_kwargs(**job.get("kwargs", {}))
     vocab = job["vocab"]
     train = MQARSetting(vocab, *job["train"])
     tests = tuple(MQARSetting(vocab, *t) for t in job["tests"])
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--d", type=int, default=64)
     parser.add_argument("--heads", type=int, default=2)
     parser.add_argument("--layers", default="base_conv+mixer")
+    parser.add_argument("--kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="the mixer's own keywords (a width from parameter matching)")
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--n-valid", type=int, default=250)
     parser.add_argument("--evals", type=int, default=6)
@@ -80,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     pair = lambda text: [int(x) for x in text.split(",")]  # noqa: E731
+    kwargs = {k: (float(v) if "." in v else int(v))
+              for k, v in (item.split("=", 1) for item in args.kwargs)}
     jobs = [{"mixer": m, "lr": lr, "seed": s, "steps": n, "batch": args.batch,
              "vocab": args.vocab, "train": pair(args.train), "tests": [pair(t) for t in args.tests],
              "d": args.d, "heads": args.heads, "layers": args.layers, "n_test": args.n_test,
-             "n_valid": args.n_valid, "evals": args.evals}
+             "n_valid": args.n_valid, "evals": args.evals, **({"kwargs": kwargs} if kwargs else {})}
             for n in args.steps for s in args.seeds for m in args.mixers for lr in args.lrs]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
