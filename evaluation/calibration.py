@@ -37,6 +37,7 @@ from statistics import fmean, stdev
 from .compare import Comparison, Role, compare
 from .mixers import load_mixer
 from .presets import Budget, Preset, TaskKind, budget_for
+from .report import kept_hypers
 from .run_cache import RunCache
 from .seeds import SeedSchedule
 from .stats import Verdict, t_quantile
@@ -266,12 +267,12 @@ def table_markdown(cal: Calibration) -> str:
         diff = "-" if is_base else f"{s.mean_difference:+.3f} [{s.ci_low:+.3f}, {s.ci_high:+.3f}]"
         verdict = "-" if is_base else s.verdict.value
         role = Role.BASELINE if is_base else Role.CANDIDATE
-        lr = next(ch.chosen.label() for ch in c.choices if ch.role is role)
+        lr = kept_hypers(c, role).replace("lr ", "")
         published = "-" if ref.published is None else f"{ref.published:g}"
         lines.append(
             f"| {ref.label} | {row.mean:.3f} [{row.mean - row.half_width():.3f}, "
             f"{row.mean + row.half_width():.3f}] | {diff} | {verdict} | "
-            f"{arm.params.non_embedding:,} | {arm.state_bytes:,} | {lr.removeprefix('lr ')} | "
+            f"{arm.params.non_embedding:,} | {arm.state_bytes:,} | {lr} | "
             f"{published} | {ref.source} |")
     aa_better = sum(c.verdict is Verdict.BETTER for c in cal.aa)
     aa_worse = sum(c.verdict is Verdict.WORSE for c in cal.aa)

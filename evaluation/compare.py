@@ -72,12 +72,14 @@ class ArmRun:
 
 @dataclass(frozen=True)
 class HyperChoice:
-    """The learning-rate point an arm kept for a problem, and each point's validation metric."""
+    """The learning-rate point an arm kept for a problem (at one seed, or for all seeds when
+    `seed` is None), and each point's validation metric."""
 
     role: Role
     problem: str
     chosen: Hyper
     tried: tuple[tuple[Hyper, float], ...]
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -281,11 +283,11 @@ def failure_score(problem: Problem) -> float:
     return 0.0 if problem.metric.higher_is_better else problem.chance_loss
 
 
-def _seed_score(runner: _Runner, role: Role, seed: int,
-                chosen: dict[tuple[Role, str], Hyper]) -> SeedScore:
+def _seed_score(runner: _Runner, role: Role, seed: int, chooser: _Chooser) -> SeedScore:
     values, outcome = [], Outcome.OK
     for problem, _ in runner.budget.problems:
-        run = runner.runs[(role, problem.name, seed, chosen[(role, problem.name)])]
+        hyper = chooser.chosen(role, problem.name, seed)
+        run = runner.runs[(role, problem.name, seed, hyper)]
         if run.result.ok:
             values.append(run.result.metric(problem.metric.name))
         else:
@@ -294,32 +296,71 @@ def _seed_score(runner: _Runner, role: Role, seed: int,
     return SeedScore(role, seed, fmean(values), outcome)
 
 
-def _choose(runner: _Runner, roles: list[Role]) -> dict[tuple[Role, str], HyperChoice]:
-    """Each arm's learning-rate point per problem, by validation metric on the selection seeds."""
-    budget = runner.budget
-    choices: dict[tuple[Role, str], HyperChoice] = {}
-    wanted = [(role, p.name, seed, h) for role in roles for p, c in budget.problems
-              for h in budget.hypers(c) if len(budget.hypers(c)) > 1
-              for seed in budget.selection_seeds]
-    runner.ensure(wanted)
-    for role in roles:
-        for problem, config in budget.problems:
-            hypers = budget.hypers(config)
-            if len(hypers) == 1:
-                choices[(role, problem.name)] = HyperChoice(role, problem.name, hypers[0], ())
-                continue
-            sign = 1.0 if problem.metric.higher_is_better else -1.0
-            tried = []
-            for h in hypers:
-                vals = []
-                for seed in budget.selection_seeds:
-                    result = runner.runs[(role, problem.name, seed, h)].result
-                    v = result.metric(f"valid_{problem.metric.name}")
-                    vals.append(v if result.ok and math.isfinite(v) else failure_score(problem))
-                tried.append((h, fmean(vals)))
-            best = max(tried, key=lambda t: sign * t[1])[0]  # first of equals: grid order
-            choices[(role, problem.name)] = HyperChoice(role, problem.name, best, tuple(tried))
-    return choices
+class _Chooser:
+    """Which learning-rate point each arm keeps, by the validation metric (never the test).
+
+    With `budget.selection_seeds` None, every seed trains the whole grid and keeps its best
+    point (Zoology's best of its learning rates, per run): the kept score is then a maximum
+    over the grid, steadier from seed to seed than one run at one fixed rate. With selection
+    seeds, those seeds choose once for all seeds (cheaper, for budgets with many problems).
+    """
+
+    def __init__(self, runner: _Runner) -> None:
+        self.runner = runner
+        self.budget = runner.budget
+        self.choices: dict[tuple[Role, str, int | None], HyperChoice] = {}
+
+    @property
+    def per_seed(self) -> bool:
+        return self.budget.selection_seeds is None
+
+    def wanted(self, role: Role, seed: int) -> list[tuple[Role, str, int, Hyper]]:
+        """The runs seed `seed` needs: the grid (per seed), or the kept point."""
+        out = []
+        for problem, config in self.budget.problems:
+            if self.per_seed:
+                out += [(role, problem.name, seed, h) for h in self.budget.hypers(config)]
+            else:
+                out.append((role, problem.name, seed, self.chosen(role, problem.name, seed)))
+        return out
+
+    def prepare(self, roles: list[Role]) -> None:
+        """With selection seeds, train them on the whole grid and choose (before any seed)."""
+        if self.per_seed:
+            return
+        self.runner.ensure([(role, p.name, seed, h) for role in roles
+                            for p, c in self.budget.problems for h in self.budget.hypers(c)
+                            for seed in self.budget.selection_seeds])
+
+    def forget(self, role: Role, seed: int) -> None:
+        """Choose again after runs of `seed` were retrained."""
+        for key in [k for k in self.choices if k[0] is role and k[2] in (seed, None)]:
+            del self.choices[key]
+
+    def chosen(self, role: Role, problem_name: str, seed: int) -> Hyper:
+        key = (role, problem_name, seed if self.per_seed else None)
+        if key not in self.choices:
+            self.choices[key] = self._choose(role, problem_name, key[2])
+        return self.choices[key].chosen
+
+    def _choose(self, role: Role, problem_name: str, seed: int | None) -> HyperChoice:
+        _, problem = self.runner.problem(problem_name)
+        config = next(c for p, c in self.budget.problems if p.name == problem_name)
+        hypers = self.budget.hypers(config)
+        if len(hypers) == 1:
+            return HyperChoice(role, problem_name, hypers[0], (), seed)
+        seeds = (seed,) if seed is not None else self.budget.selection_seeds
+        sign = 1.0 if problem.metric.higher_is_better else -1.0
+        tried = []
+        for h in hypers:
+            vals = []
+            for s in seeds:
+                result = self.runner.runs[(role, problem_name, s, h)].result
+                v = result.metric(f"valid_{problem.metric.name}")
+                vals.append(v if result.ok and math.isfinite(v) else failure_score(problem))
+            tried.append((h, fmean(vals)))
+        best = max(tried, key=lambda t: sign * t[1])[0]  # the first of equals: grid order
+        return HyperChoice(role, problem_name, best, tuple(tried), seed)
 
 
 def compare(
@@ -375,11 +416,9 @@ def _compare(runner: _Runner, budget: Budget, schedule: SeedSchedule,
              run_dir: str) -> Comparison:
     roles = list(specs)
     candidate, baseline = specs[Role.CANDIDATE], specs.get(Role.BASELINE)
-    choice = _choose(runner, roles)
-    chosen = {k: c.chosen for k, c in choice.items()}
-
-    def wanted(role: Role, seed: int):
-        return [(role, p.name, seed, chosen[(role, p.name)]) for p, _ in budget.problems]
+    chooser = _Chooser(runner)
+    chooser.prepare(roles)
+    wanted = chooser.wanted
 
     pool = list(schedule.seeds)
     valid: list[int] = []
@@ -394,10 +433,13 @@ def _compare(runner: _Runner, budget: Budget, schedule: SeedSchedule,
                 pool.append(need[0])
             runner.ensure([w for s in need for role in roles for w in wanted(role, s)])
             for seed in need:
-                failed = _failed_baseline(runner, seed, wanted) if baseline is not None else None
+                failed = _failed_baseline(runner, seed, chooser) if baseline is not None \
+                    else None
                 if failed is not None and failed.result.outcome in RETRIED:
-                    runner.ensure(wanted(Role.BASELINE, seed), attempt=1)
-                    failed = _failed_baseline(runner, seed, wanted)
+                    runner.ensure([w for w in wanted(Role.BASELINE, seed)
+                                   if not runner.runs[w].result.ok], attempt=1)
+                    chooser.forget(Role.BASELINE, seed)
+                    failed = _failed_baseline(runner, seed, chooser)
                 if failed is None:
                     valid.append(seed)
                 else:
@@ -407,8 +449,8 @@ def _compare(runner: _Runner, budget: Budget, schedule: SeedSchedule,
                         f"takes its place")
         if baseline is None:
             continue
-        scores = [(_seed_score(runner, Role.CANDIDATE, s, chosen),
-                   _seed_score(runner, Role.BASELINE, s, chosen)) for s in valid]
+        scores = [(_seed_score(runner, Role.CANDIDATE, s, chooser),
+                   _seed_score(runner, Role.BASELINE, s, chooser)) for s in valid]
         stats = paired_comparison(budget.metric.name, budget.metric.higher_is_better,
                                   [c.value for c, _ in scores], [b.value for _, b in scores],
                                   budget.rule.confidence, budget.rule.min_effect)
@@ -416,7 +458,7 @@ def _compare(runner: _Runner, budget: Budget, schedule: SeedSchedule,
         if stats.decided:
             break
 
-    scores = tuple(_seed_score(runner, role, s, chosen) for s in valid for role in roles)
+    scores = tuple(_seed_score(runner, role, s, chooser) for s in valid for role in roles)
     trained = runner.trained
     cost = EvaluationCost(
         candidate_runs=sum(r.role is Role.CANDIDATE for r in trained),
@@ -425,7 +467,7 @@ def _compare(runner: _Runner, budget: Budget, schedule: SeedSchedule,
         baseline_cached=sum(r.role is Role.BASELINE and r.cached for r in runner.runs.values()),
         cpu_s=sum(r.result.timings.cpu_s for r in trained),
         wall_s=time.perf_counter() - started)
-    result = Comparison(budget, candidate, baseline, matches, tuple(choice.values()),
+    result = Comparison(budget, candidate, baseline, matches, tuple(chooser.choices.values()),
                         tuple(runner.runs.values()), scores, tuple(valid), tuple(excluded),
                         tuple(looks), cost, str(runner.device))
     if store is not None:
@@ -433,10 +475,12 @@ def _compare(runner: _Runner, budget: Budget, schedule: SeedSchedule,
     return result
 
 
-def _failed_baseline(runner: _Runner, seed: int, wanted) -> ArmRun | None:
-    """The first baseline run at `seed` that did not end OK (None: all did)."""
-    for item in wanted(Role.BASELINE, seed):
-        run = runner.runs[item]
+def _failed_baseline(runner: _Runner, seed: int, chooser: _Chooser) -> ArmRun | None:
+    """The first kept baseline run at `seed` that did not end OK (None: all did). A grid point
+    that failed is simply not kept; the seed fails when the kept point did, i.e. all did."""
+    for problem, _ in runner.budget.problems:
+        run = runner.runs[(Role.BASELINE, problem.name, seed,
+                           chooser.chosen(Role.BASELINE, problem.name, seed))]
         if not run.result.ok:
             return run
     return None

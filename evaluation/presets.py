@@ -69,10 +69,11 @@ class Budget:
     the seeds are compared.
 
     `metric` aggregates the problems: MQAR and LM have one problem, MAD's score is the mean
-    accuracy over its six. With more than one point in `grid`, each mixer trains every point on
-    the `selection_seeds` and keeps, per problem, the one with the best validation metric
-    (`valid_<metric>`, on examples the test never sees); those runs at the kept point are also
-    that seed's scored runs. `tolerance` is the enforced parameter match.
+    accuracy over its six. With more than one point in `grid`, each mixer keeps, per problem,
+    the point with the best validation metric (`valid_<metric>`, on examples the test never
+    sees): every seed trains the whole grid and keeps its own best (`selection_seeds` None,
+    Zoology's best-of-learning-rates per run), or the `selection_seeds` choose once for all.
+    `tolerance` is the enforced parameter match.
     """
 
     task: TaskKind
@@ -80,7 +81,7 @@ class Budget:
     problems: tuple[tuple[Problem, TrainConfig], ...]
     metric: Metric
     grid: tuple[Hyper, ...] = ()
-    selection_seeds: tuple[int, ...] = (0,)
+    selection_seeds: tuple[int, ...] | None = None
     schedule: SeedSchedule = field(default_factory=lambda: SeedSchedule.fixed((0, 1, 2)))
     rule: DecisionRule = field(default_factory=DecisionRule)
     tolerance: float = 0.05
@@ -96,7 +97,8 @@ class Budget:
             "problems": [{"problem": p.definition(), "train": _config_json(c)}
                          for p, c in self.problems],
             "grid": [asdict(h) for h in self.grid],
-            "selection_seeds": list(self.selection_seeds),
+            "selection_seeds": None if self.selection_seeds is None
+            else list(self.selection_seeds),
         }
         text = json.dumps(definition, sort_keys=True, default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -150,7 +152,7 @@ MQAR_RECIPES: dict[Preset, MQARRecipe] = {
                              ModelShape(64, 2, 2, use_mlp=False, block_kinds=HYBRID),
                              steps=1000, batch=32, num_test=500, num_valid=250,
                              grid=(3e-3, 1e-2),
-                             schedule=SeedSchedule.sequential(start=3, step=2, cap=8),
+                             schedule=SeedSchedule(tuple(range(8)), (3, 5, 8)),
                              rule=DecisionRule(confidence=0.95, min_effect=0.02), evals=2),
     Preset.QUICK: MQARRecipe(_mqar(8192, 64, 4), (_mqar(8192, 64, 8),),
                              ModelShape(64, 2, 2, use_mlp=False, block_kinds=HYBRID),
@@ -222,7 +224,7 @@ def mad_budget(preset: Preset) -> Budget:
     grid = (Hyper(1e-3, 0.0), Hyper(3e-3, 0.0), Hyper(3e-3, 0.1)) \
         if preset in (Preset.PROXY, Preset.TINY) else ()
     return Budget(TaskKind.MAD, preset, tuple(problems), Metric("mad_score", True), grid=grid,
-                  schedule=SeedSchedule.fixed((0, 1, 2)))
+                  selection_seeds=(0,), schedule=SeedSchedule.fixed((0, 1, 2)))
 
 
 def lm_budget(preset: Preset, text: TextSource | None = None) -> Budget:

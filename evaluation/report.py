@@ -33,12 +33,24 @@ def verdict_meaning(c: Comparison) -> str:
             f"cannot tell the two apart.")
 
 
+def kept_hypers(c: Comparison, role: Role) -> str:
+    """The learning-rate points an arm kept: 'lr 0.01' or, chosen per seed, 'lr 0.01 x3,
+    lr 0.003 x2'."""
+    seeds = set(c.seeds)
+    kept = [ch.chosen.label() for ch in c.choices if ch.role is role
+            and (ch.seed is None or ch.seed in seeds)]
+    counts = {label: kept.count(label) for label in dict.fromkeys(kept)}
+    if len(counts) == 1 and not any(ch.seed is not None for ch in c.choices):
+        return next(iter(counts))
+    return ", ".join(f"{label} x{n}" for label, n in counts.items())
+
+
 def _arm_line(c: Comparison, role: Role, match: MatchResult) -> str:
     spec = c.candidate if role is Role.CANDIDATE else c.baseline
     arm = match.candidate if role is Role.CANDIDATE else match.baseline
     kwargs = dict(arm.shape.mixer_kwargs)
     width = ", ".join(f"{k} {v:g}" for k, v in kwargs.items()) or "declared width"
-    lrs = ", ".join(ch.chosen.label() for ch in c.choices if ch.role is role)
+    lrs = kept_hypers(c, role)
     return (f"  {role.value:9s} {spec.name}: {arm.params.non_embedding:,} non-embedding / "
             f"{arm.params.total:,} total params, {arm.state_bytes:,} state bytes per sequence "
             f"({width}; d_model {arm.shape.hidden_size}); {lrs}; "
@@ -67,11 +79,13 @@ def summary(c: Comparison) -> str:
             lines.append(f"  params matched on {name}: {match.params_difference:+.2%} "
                          f"(tolerance {match.tolerance:.0%}, by {', '.join(match.knobs) or '-'}); "
                          f"state {match.state_difference:+.1%}")
-    for ch in c.choices:
-        if ch.tried:
-            tried = ", ".join(f"{h.label()}: {v:.4f}" for h, v in ch.tried)
-            lines.append(f"  {ch.role.value} on {ch.problem}: kept {ch.chosen.label()} "
-                         f"(validation {tried})")
+    if any(ch.tried for ch in c.choices):
+        per_seed = any(ch.seed is not None for ch in c.choices)
+        lines.append("  learning rate: " + ("each seed keeps the grid point with the best "
+                                             "validation metric" if per_seed else
+                                             "the selection seeds choose one point") +
+                     "; kept: " + "; ".join(f"{role.value} {kept_hypers(c, role)}"
+                                            for role in roles))
     header = f"  {'seed':>4}  {'candidate':>12}"
     if c.baseline is not None:
         header += f"  {'baseline':>12}  {'difference':>12}"
@@ -139,7 +153,8 @@ def comparison_json(c: Comparison) -> dict:
                     "outcome": s.outcome.value} for s in c.scores],
         "comparison": None if c.stats is None else _stats_json(c.stats),
         "looks": [{"pairs": lk.pairs, **_stats_json(lk.stats)} for lk in c.looks],
-        "learning_rates": [{"role": ch.role.value, "problem": ch.problem, "lr": ch.chosen.lr,
+        "learning_rates": [{"role": ch.role.value, "problem": ch.problem, "seed": ch.seed,
+                            "lr": ch.chosen.lr,
                             "weight_decay": ch.chosen.weight_decay,
                             "tried": [{"lr": h.lr, "weight_decay": h.weight_decay,
                                        "valid": _finite(v)} for h, v in ch.tried]}

@@ -90,7 +90,8 @@ def write_comparison(root: str | Path, c: Comparison) -> RunDirectory:
         "metric": b.metric.name, "seeds": list(c.seeds), "device": c.device,
         "schedule": {"seeds": list(b.schedule.seeds), "looks": list(b.schedule.looks)},
         "rule": asdict(b.rule), "grid": [asdict(h) for h in b.grid],
-        "selection_seeds": list(b.selection_seeds), "tolerance": b.tolerance,
+        "selection_seeds": None if b.selection_seeds is None else list(b.selection_seeds),
+        "tolerance": b.tolerance,
         "problems": [{"name": p.name, "definition": p.definition(), "shape": shape_json(p.shape),
                       "train": {**asdict(cfg), "betas": list(cfg.betas)}}
                      for p, cfg in b.problems],

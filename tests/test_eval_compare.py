@@ -81,11 +81,12 @@ def test_finished_runs_are_reused_and_more_seeds_train_only_the_new_ones(tmp_pat
     cache = RunCache(store)
     b = budget()
     first = compare(spec("a"), spec("b", NaNOnSeed1), b, [0, 2], store, cache, log=quiet)
-    # two learning rates on the selection seed, the kept one on seed 2, for each arm
-    assert first.cost.candidate_runs == first.cost.baseline_runs == 3
+    # every seed tries both learning rates (and keeps the better on validation), each arm
+    assert first.cost.candidate_runs == first.cost.baseline_runs == 4
+    assert {ch.seed for ch in first.choices} == {0, 2}
     other = compare(spec("c", mt.TestLinearAttention), spec("b", NaNOnSeed1), b, [0, 2, 3],
                     store, cache, log=quiet)
-    assert other.cost.baseline_runs == 1 and other.cost.baseline_cached == 3
+    assert other.cost.baseline_runs == 2 and other.cost.baseline_cached == 4
     again = compare(spec("a"), spec("b", NaNOnSeed1), b, [0, 2], store, cache, log=quiet)
     assert again.cost.runs_trained == 0
     assert [s.value for s in again.scores] == [s.value for s in first.scores]
@@ -93,7 +94,18 @@ def test_finished_runs_are_reused_and_more_seeds_train_only_the_new_ones(tmp_pat
     longer = compare(spec("a"), spec("b", NaNOnSeed1), budget(steps=7), [0], store, cache,
                      log=quiet)
     assert longer.cost.baseline_runs == 2 and longer.cost.baseline_cached == 0
-    assert store.count("experiments") == 4 and cache.count(b.key) == 11
+    assert store.count("experiments") == 4 and cache.count(b.key) == 16
+
+
+def test_a_grid_point_that_fails_is_not_kept_and_the_seed_still_counts():
+    """NaN at one learning rate is the other rate's win, not a failed seed."""
+    b = budget()
+    b = replace(b, grid=(b.grid[0], replace(b.grid[1], lr=1e6)))
+    c = compare(spec("a"), spec("b"), b, [0, 2], log=quiet)
+    assert {r.result.outcome for r in c.runs if r.hyper.lr == 1e6} <= {Outcome.NAN,
+                                                                       Outcome.DIVERGED}
+    assert all(ch.chosen.lr != 1e6 for ch in c.choices)
+    assert not any(s.failed for s in c.scores) and c.stats.pairs == 2
 
 
 def test_a_failed_candidate_seed_is_a_loss_not_a_missing_pair(tmp_path):
