@@ -126,6 +126,7 @@ class MQARRecipe:
     schedule: SeedSchedule
     rule: DecisionRule
     evals: int = 5  # evaluations during training (the last at the end); each costs a test pass
+    selection_seeds: tuple[int, ...] | None = None  # None: every seed keeps its best rate
 
     def budget(self, preset: Preset) -> Budget:
         # Every training example is fresh (one epoch of steps x batch examples).
@@ -135,7 +136,8 @@ class MQARRecipe:
                              weight_decay=0.1, eval_every=max(1, self.steps // self.evals))
         return Budget(TaskKind.MQAR, preset, ((problem, config),), problem.metric,
                       grid=tuple(Hyper(lr) for lr in self.grid) if len(self.grid) > 1 else (),
-                      schedule=self.schedule, rule=self.rule)
+                      selection_seeds=self.selection_seeds, schedule=self.schedule,
+                      rule=self.rule)
 
 
 def _mqar(vocab: int, seq: int, pairs: int) -> MQARSetting:
@@ -150,8 +152,8 @@ MQAR_RECIPES: dict[Preset, MQARRecipe] = {
     # The calibrated proxy: the default of `linarch train --task mqar` and of the search.
     Preset.PROXY: MQARRecipe(_mqar(256, 64, 4), (_mqar(256, 64, 16), _mqar(256, 128, 32)),
                              ModelShape(64, 2, 2, use_mlp=False, block_kinds=HYBRID),
-                             steps=1000, batch=32, num_test=500, num_valid=250,
-                             grid=(3e-3, 1e-2),
+                             steps=2000, batch=16, num_test=500, num_valid=250,
+                             grid=(3e-3, 1e-2), selection_seeds=(0,),
                              schedule=SeedSchedule(tuple(range(8)), (3, 5, 8)),
                              rule=DecisionRule(confidence=0.95, min_effect=0.02), evals=2),
     Preset.QUICK: MQARRecipe(_mqar(8192, 64, 4), (_mqar(8192, 64, 8),),

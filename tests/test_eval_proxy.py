@@ -21,7 +21,7 @@ from linarch.search.evaluate import Stage, _schedule, _task_and_preset
 from linarch.search.records import EvalJob
 
 ROOT = Path(__file__).resolve().parent.parent
-PROXY_KEY = "26fb87b770c8339b"
+PROXY_KEY = "611840b666b012ee"
 
 
 def proxy():
@@ -36,11 +36,11 @@ def test_the_proxy_is_the_calibrated_definition():
                              MQARSetting(vocab_size=256, seq_len=128, num_kv_pairs=32))
     assert problem.shape == ModelShape(64, 2, 2, use_mlp=False, block_kinds=("base_conv",
                                                                              "mixer"))
-    assert (config.steps, config.batch_size, config.weight_decay) == (1000, 32, 0.1)
+    assert (config.steps, config.batch_size, config.weight_decay) == (2000, 16, 0.1)
     assert problem.num_train == config.steps * config.batch_size  # every example fresh
     assert (problem.num_test, problem.num_valid) == (500, 250)
     assert budget.grid == (Hyper(3e-3), Hyper(1e-2))
-    assert budget.selection_seeds is None  # every seed keeps its best learning rate
+    assert budget.selection_seeds == (0,)  # seed 0 chooses each arm's rate on validation
     assert budget.schedule == SeedSchedule(tuple(range(8)), (3, 5, 8))
     assert budget.rule == DecisionRule(confidence=0.95, min_effect=0.02)
     assert budget.tolerance == 0.05
