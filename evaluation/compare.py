@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -223,15 +223,17 @@ class _Runner:
                      f"({hyper.label()}): {result.outcome.value} {metric}="
                      f"{result.metric(metric):.4f} ({result.timings.cpu_s:.0f} cpu-s)")
 
-    def _train_all(self, items: list[tuple[Role, str, int, Hyper]]) -> list[TrainResult]:
+    def _train_all(self, items: list[tuple[Role, str, int, Hyper]]) -> Iterator[TrainResult]:
+        """Results in the order of `items`, each as soon as it and those before it are done
+        (so an interrupted comparison has cached every run that finished)."""
         jobs = [self._job(item) for item in items]
         if self.workers <= 1 or len(jobs) <= 1 and self.pool is None:
-            return [_train_job(job) for job in jobs]
+            return (_train_job(job) for job in jobs)
         if self.pool is None:  # spawned once: each worker imports torch and compiles once
             import multiprocessing as mp
 
             self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
-        return list(self.pool.map(_train_job, [replace(j, spec=None) for j in jobs]))
+        return self.pool.map(_train_job, [replace(j, spec=None) for j in jobs])
 
     def _job(self, item: tuple[Role, str, int, Hyper]) -> _Job:
         role, problem, seed, hyper = item
