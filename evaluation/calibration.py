@@ -19,7 +19,8 @@ fixed seeds so that every mixer has the same ones. From the comparisons:
   evaluation with the baseline cached, so its wall time is that target's measurement.
 
 Runs go through the store's run cache, so an interrupted calibration resumes where it stopped.
-`--write` replaces the block between the calibration markers of the given markdown file.
+`--write` replaces the block between the task's calibration markers of the given markdown file
+(`<!-- calibration:start -->` for MQAR, `<!-- calibration-lm:start -->` for LM).
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ from .seeds import SeedSchedule
 from .stats import Verdict, t_quantile
 from .store import ExperimentStore
 
-START, END = "<!-- calibration:start -->", "<!-- calibration:end -->"
+
+def markers(task: TaskKind) -> tuple[str, str]:
+    """The markdown markers around a task's calibration block (MQAR's is the plain one)."""
+    name = "calibration" if task is TaskKind.MQAR else f"calibration-{task.value}"
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
 @dataclass(frozen=True)
@@ -312,14 +317,15 @@ def table_markdown(cal: Calibration) -> str:
     return "\n".join(lines)
 
 
-def write_block(path: Path, block: str) -> None:
-    """Replace the text between the calibration markers of `path` with `block`."""
+def write_block(path: Path, block: str, task: TaskKind = TaskKind.MQAR) -> None:
+    """Replace the text between the task's calibration markers in `path` with `block`."""
+    start, end = markers(task)
     text = path.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise ValueError(f"{path} has no {START} ... {END} block to replace")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{block}\n{END}{tail}", encoding="utf-8")
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start} ... {end} block to replace")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{block}\n{end}{tail}", encoding="utf-8")
 
 
 def calibration_json(cal: Calibration) -> dict:
@@ -372,7 +378,7 @@ def calibrate_main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(calibration_json(cal), indent=1, default=str))
     if args.write is not None:
-        write_block(args.write, block)
+        write_block(args.write, block, task)
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from linarch.evaluation.calibration import markers
 from linarch.evaluation.cli import build_parser
 from linarch.evaluation.mqar import MQARSetting
 from linarch.evaluation.presets import Hyper, Preset, TaskKind, budget_for
@@ -49,7 +50,8 @@ def test_the_proxy_is_the_calibrated_definition():
 
 def test_the_documented_calibration_is_of_this_proxy():
     text = (ROOT / "docs" / "evaluation.md").read_text()
-    block = text.split("<!-- calibration:start -->", 1)[1].split("<!-- calibration:end -->")[0]
+    start, end = markers(TaskKind.MQAR)
+    block = text.split(start, 1)[1].split(end)[0]
     assert f"budget key `{proxy().key}`" in block
 
 
