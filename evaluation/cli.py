@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tolerance", type=float, default=None,
                         help="allowed relative parameter mismatch (default: the preset's, 5%%)")
     parser.add_argument("--match", choices=[t.value for t in MatchTarget], default="params",
-                        help="match non-embedding parameters (default) or state size")
+                        help="match non-embedding parameters (default) or state size, or "
+                             "none: each mixer at its declared width (Zoology's protocol)")
     parser.add_argument("--data", default=None,
                         help="lm task: text/json/parquet files, a directory, or a hub dataset")
     parser.add_argument("--tokenizer", default=None, help="lm task: 'byte' or a tokenizer name")

@@ -46,6 +46,7 @@ WIDTH_GROUPS: tuple[tuple[str, ...], ...] = (
 class MatchTarget(enum.Enum):
     PARAMS = "params"  # non-embedding parameters (the default)
     STATE = "state"    # bytes of recurrent state per sequence at the problem's longest test
+    NONE = "none"      # each mixer at its declared width for the shape (Zoology's protocol)
 
 
 class MatchError(ValueError):
@@ -110,11 +111,13 @@ class MatchResult:
 
     @property
     def within_tolerance(self) -> bool:
-        return abs(self.relative_difference) <= self.tolerance + 1e-12
+        """Always true when nothing was matched (MatchTarget.NONE): no claim to check."""
+        return self.target is MatchTarget.NONE or \
+            abs(self.relative_difference) <= self.tolerance + 1e-12
 
 
 def _measure(arm: ArmSize, target: MatchTarget) -> int:
-    return arm.params.non_embedding if target is MatchTarget.PARAMS else arm.state_bytes
+    return arm.state_bytes if target is MatchTarget.STATE else arm.params.non_embedding
 
 
 def count_parameters(model: nn.Module) -> ParamCount:
@@ -214,6 +217,11 @@ def match_width(problem: Problem, candidate: MixerSpec, baseline: MixerSpec,
     base = measure(problem, baseline, base_shape)
     if base is None:
         raise MatchError(f"baseline {baseline.name} cannot be built at {base_shape}")
+    if target is MatchTarget.NONE:
+        size = measure(problem, candidate, base_shape)
+        if size is None:
+            raise MatchError(f"candidate {candidate.name} cannot be built at {base_shape}")
+        return MatchResult(base, size, tolerance, target)
     goal = _measure(base, target)
     knobs = width_knobs(candidate, base_shape)
     best: tuple[float, float, ArmSize] | None = None

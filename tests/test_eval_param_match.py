@@ -86,6 +86,14 @@ def test_state_matching_moves_the_state_instead():
     assert match.relative_difference == match.state_difference
 
 
+def test_no_matching_keeps_the_declared_width_and_reports_the_gap():
+    problem = mqar(ModelShape(64, 2, 2, use_mlp=False, block_kinds=HYBRID))
+    base = replace(mt.spec("linear_attention"), name="wide", layer_cls=WideLinearAttention)
+    match = match_width(problem, mt.spec("softmax_attention"), base, target=MatchTarget.NONE)
+    assert match.candidate_shape == problem.shape and match.within_tolerance
+    assert match.params_difference < -0.1
+
+
 def test_a_mixer_without_width_keywords_out_of_tolerance_is_refused_with_the_fix():
     problem = mqar(ModelShape(64, 2, 2, use_mlp=False, block_kinds=HYBRID))
     base = replace(mt.spec("linear_attention"), name="wide", layer_cls=WideLinearAttention)
