@@ -37,6 +37,7 @@ from statistics import fmean, stdev
 
 from .compare import Comparison, Role, compare
 from .mixers import load_mixer
+from .param_match import MatchError
 from .presets import Budget, Preset, TaskKind, budget_for
 from .report import kept_hypers
 from .run_cache import RunCache
@@ -60,6 +61,7 @@ class Reference:
     published: float | None
     source: str
     role: str = ""  # "baseline", "better" (control: must be BETTER), "worse" (must be WORSE)
+    tolerance: float | None = None  # a wider parameter match, where the layer cannot get closer
 
 
 ZOOLOGY = ("Zoology README figure (HazyResearch/zoology, zoology/analysis/paper/zoology_paper/"
@@ -75,7 +77,10 @@ MQAR_REFERENCES: tuple[Reference, ...] = (
               "Yang et al. 2024 (arXiv 2412.06464) Table 3: GDN ahead of DeltaNet"),
     Reference("Gated DeltaNet, no output gate", "benchmarks/sanity/gdn_nogate.lin", 0.89,
               f"{ZOOLOGY}: 0.89 at 1.7e4 bytes, output gate off as here"),
-    Reference("RWKV-7", "examples/rwkv7.lin", 0.815, f"{ZOOLOGY}: 0.815 at 1.7e4 bytes"),
+    Reference("RWKV-7", "examples/rwkv7.lin", 0.815,
+              f"{ZOOLOGY}: 0.815 at 1.7e4 bytes; matched within 20%: its r/k/v/o projections "
+              "and per-channel vectors alone exceed DeltaNet's count at d_model 64",
+              tolerance=0.2),
     Reference("Mamba2", "examples/mamba2.lin", 0.73,
               f"{ZOOLOGY}: 0.52 / 0.69 / 0.73 at d_state 8 / 16 / 24 (matched here: ~33)"),
     Reference("GLA", "examples/gla.lin", 0.53, f"{ZOOLOGY}: 0.53 at 4.7e3 bytes"),
@@ -218,16 +223,22 @@ def calibrate(budget: Budget, seeds: Sequence[int], store: ExperimentStore, *,
     rows = []
     for ref in references:
         log(f"calibrate: {ref.label}")
-        c = compare(specs[ref.label], baseline, budget, fixed, store, cache, workers=workers,
-                    log=log)
+        b = budget if ref.tolerance is None else replace(budget, tolerance=ref.tolerance)
+        try:
+            c = compare(specs[ref.label], baseline, b, fixed, store, cache, workers=workers,
+                        log=log)
+        except MatchError as exc:  # reported, and the calibration goes on
+            log(f"calibrate: {ref.label} left out: {exc}")
+            continue
         role = Role.BASELINE if ref is base else Role.CANDIDATE
         rows.append(Row(ref, c, tuple(c.score(role, s).value for s in c.seeds)))
     controls = []
     for ref in references:
         if ref.role in ("better", "worse"):
             log(f"control: {ref.label} against {base.label}, sequential seeds")
-            controls.append((ref, compare(specs[ref.label], baseline, budget, None, store,
-                                          cache, workers=workers, log=log)))
+            b = budget if ref.tolerance is None else replace(budget, tolerance=ref.tolerance)
+            controls.append((ref, compare(specs[ref.label], baseline, b, None, store, cache,
+                                          workers=workers, log=log)))
     aa = []
     for repeat in range(1, aa_repeats + 1):
         log(f"A/A repeat {repeat}: {base.label} (another initialisation) against {base.label}")
