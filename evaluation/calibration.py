@@ -37,7 +37,7 @@ from statistics import fmean, stdev
 
 from .compare import Comparison, Role, compare
 from .mixers import load_mixer
-from .param_match import MatchError
+from .param_match import MatchError, MatchTarget
 from .presets import Budget, Preset, TaskKind, budget_for
 from .report import kept_hypers
 from .run_cache import RunCache
@@ -45,10 +45,15 @@ from .seeds import SeedSchedule
 from .stats import Verdict, t_quantile
 from .store import ExperimentStore
 
+MATCHING = {MatchTarget.PARAMS: "each mixer's own width matched to DeltaNet's parameters",
+            MatchTarget.STATE: "each mixer's own width matched to DeltaNet's state",
+            MatchTarget.NONE: "each mixer at its declared width (Zoology's protocol)"}
 
-def markers(task: TaskKind) -> tuple[str, str]:
-    """The markdown markers around a task's calibration block (MQAR's is the plain one)."""
-    name = "calibration" if task is TaskKind.MQAR else f"calibration-{task.value}"
+
+def markers(task: TaskKind, block: str | None = None) -> tuple[str, str]:
+    """The markdown markers around a calibration block: MQAR's is the plain one, LM's
+    `calibration-lm`, or any named `block`."""
+    name = block or ("calibration" if task is TaskKind.MQAR else f"calibration-{task.value}")
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
@@ -140,6 +145,7 @@ class Calibration:
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     workers: int = 1
+    match: MatchTarget = MatchTarget.PARAMS
 
     def tau(self) -> tuple[float, int]:
         """Kendall's tau-b, measured means against published values, and how many mixers."""
@@ -210,7 +216,7 @@ def _load() -> tuple[float, float, float]:
 
 def calibrate(budget: Budget, seeds: Sequence[int], store: ExperimentStore, *,
               references: Sequence[Reference] = MQAR_REFERENCES, root: Path = Path("."),
-              aa_repeats: int = 10, workers: int = 2,
+              aa_repeats: int = 10, workers: int = 2, match: MatchTarget = MatchTarget.PARAMS,
               log: Callable[[str], None] = print) -> Calibration:
     """Run the reference set, the controls and the A/A test (see the module docstring)."""
     started, cpu0 = time.perf_counter(), _children_cpu()
@@ -226,7 +232,7 @@ def calibrate(budget: Budget, seeds: Sequence[int], store: ExperimentStore, *,
         b = budget if ref.tolerance is None else replace(budget, tolerance=ref.tolerance)
         try:
             c = compare(specs[ref.label], baseline, b, fixed, store, cache, workers=workers,
-                        log=log)
+                        match=match, log=log)
         except MatchError as exc:  # reported, and the calibration goes on
             log(f"calibrate: {ref.label} left out: {exc}")
             continue
@@ -238,15 +244,15 @@ def calibrate(budget: Budget, seeds: Sequence[int], store: ExperimentStore, *,
             log(f"control: {ref.label} against {base.label}, sequential seeds")
             b = budget if ref.tolerance is None else replace(budget, tolerance=ref.tolerance)
             controls.append((ref, compare(specs[ref.label], baseline, b, None, store, cache,
-                                          workers=workers, log=log)))
+                                          workers=workers, match=match, log=log)))
     aa = []
     for repeat in range(1, aa_repeats + 1):
         log(f"A/A repeat {repeat}: {base.label} (another initialisation) against {base.label}")
         aa.append(compare(replace(baseline, init_salt=repeat), baseline, budget, None, store,
-                          cache, workers=workers, log=log))
+                          cache, workers=workers, match=match, log=log))
     return Calibration(budget, tuple(seeds), tuple(rows), tuple(controls), tuple(aa),
                        time.perf_counter() - started, _children_cpu() - cpu0, load_before,
-                       _load(), workers)
+                       _load(), workers, match)
 
 
 def _children_cpu() -> float:
@@ -263,7 +269,7 @@ def table_markdown(cal: Calibration) -> str:
     metric = b.metric.name
     lines = [
         f"Calibration of the `{b.preset.value}` {b.task.value.upper()} budget (budget key "
-        f"`{b.key}`), "
+        f"`{b.key}`), {MATCHING[cal.match]}, "
         f"{len(cal.seeds)} seeds ({', '.join(map(str, cal.seeds))}); `linarch calibrate` on "
         f"{time.strftime('%Y-%m-%d')}: {cal.wall_s / 60:.0f} min wall, {cal.cpu_s / 60:.0f} "
         f"CPU-min, load average {cal.load_before[0]:.1f} before and {cal.load_after[0]:.1f} "
@@ -328,9 +334,10 @@ def table_markdown(cal: Calibration) -> str:
     return "\n".join(lines)
 
 
-def write_block(path: Path, block: str, task: TaskKind = TaskKind.MQAR) -> None:
-    """Replace the text between the task's calibration markers in `path` with `block`."""
-    start, end = markers(task)
+def write_block(path: Path, block: str, task: TaskKind = TaskKind.MQAR,
+                name: str | None = None) -> None:
+    """Replace the text between the task's (or the named block's) markers in `path`."""
+    start, end = markers(task, name)
     text = path.read_text(encoding="utf-8")
     if start not in text or end not in text:
         raise ValueError(f"{path} has no {start} ... {end} block to replace")
@@ -368,6 +375,10 @@ def calibrate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aa", type=int, default=10, help="A/A repeats (0: none)")
     parser.add_argument("--store", type=Path, default=Path("runs/calibration.sqlite"))
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--match", choices=[t.value for t in MatchTarget], default="params",
+                        help="how each mixer's width is set (the proxy matches parameters)")
+    parser.add_argument("--block", default=None,
+                        help="write to the markers of this block name instead of the task's")
     parser.add_argument("--only", nargs="*", default=None, help="reference labels to run")
     parser.add_argument("--root", type=Path, default=Path("."),
                         help="the repository root (where examples/ and benchmarks/ are)")
@@ -382,14 +393,14 @@ def calibrate_main(argv: list[str] | None = None) -> int:
     budget = budget_for(task, Preset(args.preset))
     cal = calibrate(budget, tuple(range(args.seeds)), ExperimentStore(args.store),
                     references=refs, root=args.root, aa_repeats=args.aa, workers=args.workers,
-                    log=lambda line: print(line, flush=True))
+                    match=MatchTarget(args.match), log=lambda line: print(line, flush=True))
     block = table_markdown(cal)
     print(block)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(calibration_json(cal), indent=1, default=str))
     if args.write is not None:
-        write_block(args.write, block, task)
+        write_block(args.write, block, task, args.block)
     return 0
 
 
