@@ -22,7 +22,9 @@ class MixerSpec:
     """A compiled mixer and the static facts the analysis gives at its declared defaults.
 
     `source` is the DSL text (what a checkpoint stores to rebuild the layer); `structural_hash`
-    identifies the program up to formatting, `code_hash` the generated code.
+    identifies the program up to formatting, `code_hash` the generated code. `init_salt` != 0
+    draws another initialisation for the same seed (data and batch order unchanged): the same
+    mixer as a different arm, which is what an A/A test compares.
     """
 
     name: str
@@ -32,6 +34,7 @@ class MixerSpec:
     state_bytes: int
     structural_hash: str
     code_hash: str
+    init_salt: int = 0
 
 
 MixerLoader = Callable[[str | Path], MixerSpec]
@@ -89,6 +92,11 @@ _loader: MixerLoader = mixer_from_dsl
 def load_mixer(path_or_source: str | Path) -> MixerSpec:
     """A MixerSpec through the installed loader (the compiler unless replaced)."""
     return _loader(path_or_source)
+
+
+def loader_is_default() -> bool:
+    """True while mixers come from the compiler (what a spawned worker process also uses)."""
+    return _loader is mixer_from_dsl
 
 
 def set_mixer_loader(loader: MixerLoader | None) -> MixerLoader:

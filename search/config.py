@@ -75,7 +75,7 @@ class RunConfig:
     max_proposals: int = 0  # 0: 3 x max_candidates
     # proposals (and analyses) prepared in threads while the workers evaluate; 0: in the loop
     proposal_workers: int = 2
-    preset: str = "mqar-small"  # evaluation preset, passed through to `evaluate`
+    preset: str = "proxy"  # evaluation preset (linarch.evaluation.presets.Preset), for `evaluate`
     seeds: tuple[int, ...] = (0, 1, 2)  # training seeds per evaluation
     # evaluated first, the baseline first: paths (relative to the config file) or "example:NAME"
     seed_programs: tuple[str, ...] = ("example:deltanet",)
@@ -158,7 +158,7 @@ class MemoryConfig:
 
 @dataclass(frozen=True)
 class CascadeStage:
-    stage: str
+    stage: str  # with the built-in evaluate: a linarch.search.evaluate.Stage value
     min_score: float | None = None  # go on to the next stage only if score >= min_score
 
 
@@ -220,7 +220,7 @@ class ComponentsConfig:
     proposer: str = "llm"
     check: str = "linarch:check"
     analyze: str = "linarch:analyze"
-    evaluate: str = "linarch.search.evaluate:evaluate"
+    evaluate: str = "linarch.search.evaluate:evaluate"  # BUILTIN_EVALUATE
     # before the cascade, in a worker: the shape the candidate is trained at and its
     # behavioural fingerprint; "" skips it (no behavioural novelty, descriptors at defaults)
     vet: str = "linarch.search.vet:vet"
@@ -235,7 +235,8 @@ class SearchConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     engineer: EngineerConfig = field(default_factory=EngineerConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
-    cascade: tuple[CascadeStage, ...] = (CascadeStage("full"),)
+    cascade: tuple[CascadeStage, ...] = (CascadeStage("static"), CascadeStage("numerics"),
+                                         CascadeStage("mqar"))
     islands: IslandConfig = field(default_factory=IslandConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
@@ -291,7 +292,32 @@ def parse_config(data: Mapping[str, Any]) -> SearchConfig:
         components=_build(ComponentsConfig, "components", components),
     )
     _validate(config)
-    return config
+    return _canonical_evaluation(config)
+
+
+BUILTIN_EVALUATE = "linarch.search.evaluate:evaluate"
+
+
+def _canonical_evaluation(config: SearchConfig) -> SearchConfig:
+    """With the built-in evaluation, the preset and the cascade stages are enums: a name that
+    is not one is refused here, when the config is read, not by a worker mid-run; the preset's
+    canonical name is kept ("mqar-small", its first name, reads as "proxy"). A replaced
+    `components.evaluate` names its own stages and presets."""
+    if config.components.evaluate != BUILTIN_EVALUATE:
+        return config
+    from linarch.evaluation.presets import Preset
+    from linarch.search.evaluate import Stage
+
+    try:
+        preset = Preset(config.run.preset)
+    except ValueError:
+        raise ConfigError(f"run.preset {config.run.preset!r} is not a preset; presets: "
+                          f"{', '.join(p.value for p in Preset)}") from None
+    for stage in config.cascade:
+        if stage.stage not in {s.value for s in Stage}:
+            raise ConfigError(f"cascade stage {stage.stage!r} is not a stage; stages: "
+                              f"{', '.join(s.value for s in Stage)}")
+    return dataclasses.replace(config, run=dataclasses.replace(config.run, preset=preset.value))
 
 
 def _models(table: Any) -> dict[str, str | tuple[str, ...]]:

@@ -23,7 +23,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +41,9 @@ from linarch.search.process import (
 __all__ = ["DEFAULT_LIMITS", "JobResult", "Limits", "Outcome", "SandboxedJob", "kill_tree",
            "run_sandboxed"]
 
+from linarch.evaluation.results import Outcome
+
 _OOM_TEXT = ("can't allocate memory", "cannot allocate memory", "out of memory")
-
-
-class Outcome(StrEnum):
-    OK = "ok"
-    TIMEOUT = "timeout"
-    OOM = "oom"
-    CRASH = "crash"
-    ERROR = "error"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-TRAINED_STAGES = ("mqar", "mad", "lm", "scale")
+TRAINED_STAGES = ("mqar", "mad", "lm", "recall+lm", "scale")
 
 
 def first_trained_stage(stages: Sequence[str]) -> str | None:
@@ -21,10 +21,12 @@ def first_trained_stage(stages: Sequence[str]) -> str | None:
 
 def stage_problem(stage: str, preset: str) -> tuple[Any, Any, Any]:
     """(budget, first problem, its training config) of a trained stage at a preset."""
-    from linarch.search.evaluate import EvalJob, _budget, _task_and_preset
+    from linarch.evaluation.presets import budget_for
+    from linarch.search.evaluate import EvalJob, Stage, _task_and_preset
 
-    task, resolved = _task_and_preset(EvalJob("", "", "", stage, preset, ()))
-    budget = _budget(stage, resolved, task)
+    # recall+lm trains the MQAR proxy first: its problem is the one shown and matched
+    kind = Stage.MQAR if Stage(stage) is Stage.RECALL_LM else Stage(stage)
+    budget = budget_for(*_task_and_preset(EvalJob("", "", "", stage, preset, ()), kind))
     problem, config = budget.problems[0]
     return budget, problem, config
 
@@ -38,10 +40,10 @@ def trained_shape(source: str, stage: str, preset: str) -> dict[str, int]:
     from linarch.evaluation.param_match import match_width
     from linarch.evaluation.problems import shape_kwargs
 
-    _, problem, _ = stage_problem(stage, preset)
+    budget, problem, _ = stage_problem(stage, preset)
     candidate = mixer_from_dsl(source)
-    shape = match_width(problem, candidate, mixer_from_dsl(example_path("deltanet"))
-                        ).candidate_shape
+    shape = match_width(problem, candidate, mixer_from_dsl(example_path("deltanet")),
+                        budget.tolerance).candidate_shape
     return {"hidden_size": shape.hidden_size, "num_heads": shape.num_heads,
             **{k: int(v) for k, v in shape_kwargs(candidate, shape).items()}}
 
@@ -63,7 +65,8 @@ def describe(stages: Sequence[str], preset: str) -> dict[str, Any]:
         problems=", ".join(p.name for p, _ in budget.problems),
         shape=f"{shape.num_layers} layers, d_model {shape.hidden_size}, "
               f"{shape.num_heads} heads, {'an MLP' if shape.use_mlp else 'no MLP'} per layer",
-        training=f"{config.steps} steps of batch {config.batch_size}, lr {config.lr:g}, "
+        training=f"{config.steps} steps of batch {config.batch_size}, learning rate the best "
+                 f"of {', '.join(f'{h.lr:g}' for h in budget.hypers(config))} per arm, "
                  f"weight decay {config.weight_decay:g}",
     )
     return facts

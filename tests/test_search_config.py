@@ -48,7 +48,8 @@ def test_defaults():
     config = loads_config("")
     assert config.executor.kind == "local" and config.llm.budget_usd is None
     assert config.run.seed_programs == ("example:deltanet",)
-    assert [s.stage for s in config.cascade] == ["full"]
+    assert [s.stage for s in config.cascade] == ["static", "numerics", "mqar"]
+    assert config.run.preset == "proxy"
     assert config.executor.memory_limit_mb == 6000  # workers have a memory limit by default
     assert config.islands.selection == "weighted" and config.max_proposals == 60
     assert config.llm.sampling_for("gpt-4o-mini") == {}  # nothing a reasoning model refuses
