@@ -1,9 +1,13 @@
-"""Wall time of the cheap measures: one seed of quick MQAR and quick LM on one CPU thread.
+"""Wall time of the cheap measures: one seed of quick MQAR and quick LM on one CPU thread; and a
+candidate's full evaluation on the proxy with the baseline cached.
 
     python benchmarks/bench_evaluation.py                          # examples/deltanet.lin
     python benchmarks/bench_evaluation.py --mixer examples/gla.lin --tasks mqar --seeds 2
     # a hand-written mixer of tests/linarch_testing/mixers.py:
     python benchmarks/bench_evaluation.py --test-mixer linear_attention
+    # compare() end to end, DeltaNet's runs trained first (not timed) into the store's cache:
+    python benchmarks/bench_evaluation.py --full-evaluation examples/gated_deltanet.lin \
+        --preset proxy --workers 2 --store runs/bench_eval.sqlite
 
 Prints, per task and seed, the wall time (data, model, training and evaluation) and the CPU
 time of the process (close to the wall time of an idle core when the machine is shared), the
@@ -47,8 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--full-evaluation", type=Path, default=None, metavar="CANDIDATE.lin",
+                        help="time compare(candidate, DeltaNet) with DeltaNet's runs cached")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--store", type=Path, default=Path("runs/bench_evaluation.sqlite"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.full_evaluation is not None:
+        return full_evaluation(args)
 
     if args.test_mixer:
         mixer, context = test_mixer(args.test_mixer)
@@ -84,6 +94,40 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['tokens_per_s']:9,.0f} tokens/s, {shown}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def full_evaluation(args: argparse.Namespace) -> int:
+    """A candidate's full evaluation (learning-rate choice and every seed the schedule asks for)
+    against DeltaNet, whose runs are trained first into the run cache and not timed."""
+    import os
+
+    from linarch.evaluation.compare import compare
+    from linarch.evaluation.report import summary
+    from linarch.evaluation.run_cache import RunCache
+    from linarch.evaluation.seeds import SeedSchedule
+    from linarch.evaluation.store import ExperimentStore
+
+    budget = budget_for(TaskKind.MQAR, Preset(args.preset))
+    store = ExperimentStore(args.store)
+    cache = RunCache(store)
+    baseline = load_mixer(ROOT / "examples" / "deltanet.lin")
+    candidate = load_mixer(args.full_evaluation)
+    print(f"warming the cache with DeltaNet's {budget.schedule.cap} seeds (not timed)...")
+    compare(baseline, None, budget, SeedSchedule.fixed(budget.schedule.seeds), store, cache,
+            workers=args.workers, log=lambda line: None)
+    load = os.getloadavg()
+    t0, c0 = time.perf_counter(), os.times()
+    result = compare(candidate, baseline, budget, None, store, cache, workers=args.workers,
+                     log=lambda line: print("  " + line, flush=True))
+    wall = time.perf_counter() - t0
+    c1 = os.times()
+    cpu = sum(c1[:4]) - sum(c0[:4])
+    print(summary(result))
+    print(f"full evaluation of {candidate.name}: {wall:.0f} s wall, {cpu:.0f} CPU-s (this "
+          f"process and its {args.workers} workers), {result.cost.runs_trained} runs trained, "
+          f"{result.cost.baseline_cached} baseline runs from the cache; load average "
+          f"{load[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
     return 0
 
 

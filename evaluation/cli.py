@@ -1,24 +1,30 @@
 """`linarch train`: score a mixer against a baseline under one budget.
 
-    linarch train MIXER.lin --task {mqar,mad,lm} --preset quick --seeds 3 --out runs/x
+    linarch train MIXER.lin [--task mqar|mad|lm] [--preset proxy] [--seeds N] [--out runs/x]
                   [--baseline examples/deltanet.lin | --no-baseline] [--store PATH]
 
 Trains the mixer and the baseline on the same data, seeds and budget at matched parameter
-counts, then prints each seed's metric, the mean paired difference with its 95% interval, the
-verdict, parameters, FLOPs per token, state size and throughput.
+counts (the budget's sequential seed schedule unless --seeds fixes the number), then prints each
+seed's metric, the mean paired difference with its interval, the verdict and what it means,
+parameters, state, learning rates, FLOPs per token, throughput and the cost. Everything goes
+through `linarch.evaluation.compare`, the path the search uses too.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from .mixers import load_mixer
-from .presets import Budget, Preset, TaskKind, budget_for
+from .mixers import load_mixer, loader_is_default
+from .param_match import MatchError, MatchTarget
+from .presets import Budget, Hyper, Preset, TaskKind, budget_for
+from .run_cache import RunCache
+from .seeds import SeedSchedule
 from .store import ExperimentStore
 
 DEFAULT_BASELINE = "deltanet.lin"
@@ -39,24 +45,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("mixer", help="the candidate mixer (.lin file)")
     parser.add_argument("--task", choices=[t.value for t in TaskKind], default="mqar")
-    parser.add_argument("--preset", choices=[p.value for p in Preset], default="quick")
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0, 1, ...)")
+    parser.add_argument("--preset", choices=[p.value for p in Preset], default="proxy",
+                        help="budget (default: proxy, the calibrated one)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="a fixed number of seeds (default: the preset's sequential "
+                             "schedule, which adds seeds until the verdict is clear)")
     parser.add_argument("--seed-offset", type=int, default=0, help="first seed")
     parser.add_argument("--out", type=Path, default=None, help="run directory to write")
     parser.add_argument("--baseline", default=None,
                         help="baseline mixer (.lin); default: the shipped DeltaNet example")
     parser.add_argument("--no-baseline", action="store_true", help="train the mixer alone")
-    parser.add_argument("--store", type=Path, default=None, help="SQLite experiment store")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="SQLite experiment store; also caches finished runs, so the "
+                             "baseline is trained once per budget")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="training processes (default: up to 4 CPU cores, 1 on a GPU)")
     parser.add_argument("--steps", type=int, default=None, help="override the training steps")
-    parser.add_argument("--lr", type=float, default=None, help="override the learning rate")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="one learning rate instead of the preset's grid")
     parser.add_argument("--time-limit", type=float, default=None,
                         help="seconds per training run before it stops with TIMEOUT")
     parser.add_argument("--memory-limit-mb", type=float, default=None,
                         help="memory per run before it stops with OOM")
-    parser.add_argument("--tolerance", type=float, default=0.05,
-                        help="allowed relative parameter mismatch")
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="allowed relative parameter mismatch (default: the preset's, 5%%)")
+    parser.add_argument("--match", choices=[t.value for t in MatchTarget], default="params",
+                        help="match non-embedding parameters (default) or state size, or "
+                             "none: each mixer at its declared width (Zoology's protocol)")
     parser.add_argument("--data", default=None,
                         help="lm task: text/json/parquet files, a directory, or a hub dataset")
     parser.add_argument("--tokenizer", default=None, help="lm task: 'byte' or a tokenizer name")
@@ -86,15 +103,30 @@ def _budget(args: argparse.Namespace) -> Budget:
                 config = replace(config, eval_every=max(1, config.steps // 5))
             problems.append((problem, config))
         budget = replace(budget, problems=tuple(problems))
+    if args.lr is not None:
+        budget = replace(budget, grid=(Hyper(args.lr),))
+    if args.tolerance is not None:
+        budget = replace(budget, tolerance=args.tolerance)
     return budget
+
+
+def _workers(args: argparse.Namespace, device: torch.device) -> int:
+    if args.workers is not None:
+        return max(1, args.workers)
+    if device.type != "cpu" or not loader_is_default():
+        return 1  # a replaced mixer loader does not reach spawned worker processes
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def train_main(argv: list[str] | None = None) -> int:
     """Entry point of `linarch train`; returns the process exit status."""
-    from .experiment import run_experiment
+    from .compare import Role, compare
+    from .report import summary
+    from .rundir import write_comparison
+    from .trainer import default_device
 
     args = build_parser().parse_args(argv)
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         print("error: --seeds must be at least 1", file=sys.stderr)
         return 2
     if args.threads:
@@ -113,19 +145,34 @@ def train_main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     budget = _budget(args)
-    device = torch.device(args.device) if args.device else None
+    device = torch.device(args.device) if args.device else default_device()
     store = ExperimentStore(args.store) if args.store else None
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    seeds = tuple(range(args.seed_offset, args.seed_offset + args.seeds))
-    report = run_experiment(candidate, baseline, budget, seeds, out_dir=args.out, store=store,
-                            device=device, progress=progress, save_checkpoints=args.checkpoints,
-                            tolerance=args.tolerance)
-    print(report.summary())
-    if report.run_dir is not None:
-        print(f"run directory: {report.run_dir}")
-    if report.experiment_id is not None:
-        print(f"store: {args.store} (experiment {report.experiment_id})")
-    ok = all(s.outcome.value == "ok" for s in report.scores)
+    seeds = None
+    if args.seeds is not None:
+        seeds = SeedSchedule.fixed(range(args.seed_offset, args.seed_offset + args.seeds))
+    elif args.seed_offset:
+        s = budget.schedule
+        seeds = SeedSchedule(tuple(x + args.seed_offset for x in s.seeds), s.looks)
+    checkpoints = args.out / "checkpoints" if args.out and args.checkpoints else None
+    try:
+        result = compare(candidate, baseline, budget, seeds, store,
+                         RunCache(store) if store else None, device=device,
+                         workers=_workers(args, device), match=MatchTarget(args.match),
+                         progress=progress, checkpoints=checkpoints,
+                         run_dir=str(args.out or ""))
+    except MatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out is not None:
+        write_comparison(args.out, result)
+    print(summary(result))
+    if args.out is not None:
+        print(f"run directory: {args.out}")
+    if result.experiment_id is not None:
+        print(f"store: {args.store} (experiment {result.experiment_id})")
+    ok = all(not s.failed for s in result.scores if s.role is Role.CANDIDATE) and \
+        not result.excluded
     return 0 if ok else 3
 
 

@@ -6,6 +6,7 @@ trainer sees only this interface, so every problem gets the same loop, limits an
 
 from __future__ import annotations
 
+import enum
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -40,23 +41,40 @@ class ModelShape:
     use_mlp: bool = True
     intermediate_size: int | None = None
     tie_embeddings: bool = True
+    block_kinds: tuple[str, ...] = ()  # per block "mixer" or "base_conv"; () = all the mixer
+    mixer_kwargs: tuple[tuple[str, object], ...] = ()  # the mixer's own width (param matching)
+
+    def with_mixer_kwargs(self, **kwargs: object) -> ModelShape:
+        merged = dict(self.mixer_kwargs) | kwargs
+        return replace(self, mixer_kwargs=tuple(sorted(merged.items())))
 
     def resized(self, hidden_size: int, intermediate_size: int | None = None) -> ModelShape:
         return replace(self, hidden_size=hidden_size, intermediate_size=intermediate_size)
+
+
+def shape_json(shape: ModelShape) -> dict:
+    data = vars(shape).copy()
+    data["block_kinds"] = list(shape.block_kinds)
+    data["mixer_kwargs"] = {k: v for k, v in shape.mixer_kwargs}
+    return data
 
 
 def shape_kwargs(mixer: MixerSpec, shape: ModelShape) -> dict:
     """Hyper-parameters that follow the backbone's shape: a mixer with a `head_dim` keyword
     (Gated DeltaNet, KDA, Comba, DeltaProduct: fla defaults it to 256 whatever the width) gets
     hidden_size // num_heads, as fla's model configs set it, so every mixer is compared at the
-    width the shape gives it."""
+    width the shape gives it; then the shape's own `mixer_kwargs` (what parameter matching set)
+    override."""
     import inspect
 
     params = inspect.signature(mixer.layer_cls.__init__).parameters
     kwargs = {}
-    if "head_dim" in params:
+    # a compiled layer says whether it reads head_dim itself; where it only derives num_heads
+    # from it (Mamba2, RWKV-7: head_dim = expand * hidden / num_heads), num_heads suffices
+    hyper = getattr(mixer.layer_cls, "HYPER_PARAMETERS", {}).get("head_dim")
+    if "head_dim" in params and (hyper is None or hyper.used):
         kwargs["head_dim"] = max(1, shape.hidden_size // shape.num_heads)
-    return kwargs
+    return kwargs | dict(shape.mixer_kwargs)
 
 
 def linarch_config(mixer: MixerSpec, shape: ModelShape, vocab_size: int) -> LinarchConfig:
@@ -71,6 +89,7 @@ def linarch_config(mixer: MixerSpec, shape: ModelShape, vocab_size: int) -> Lina
         use_mlp=shape.use_mlp,
         intermediate_size=shape.intermediate_size,
         tie_word_embeddings=shape.tie_embeddings,
+        block_kinds=list(shape.block_kinds),
     )
 
 
@@ -99,6 +118,27 @@ class Problem(ABC):
     @abstractmethod
     def evaluate(self, model: nn.Module, data, device: torch.device) -> dict[str, float]:
         """Held-out metrics, including `self.metric.name`."""
+
+    @abstractmethod
+    def definition(self) -> dict:
+        """Everything about the data and the model that a run's result depends on (JSON): part
+        of the cache key of every run, so a changed definition never reuses an old run."""
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Size of the output vocabulary the loss is taken over."""
+
+    @property
+    @abstractmethod
+    def state_seq_len(self) -> int:
+        """The sequence length at which a mixer's state is measured (its longest input)."""
+
+    @property
+    def chance_loss(self) -> float:
+        """Cross-entropy of a uniform guess over the vocabulary: where training starts, and the
+        reference of the trainer's divergence rule."""
+        return math.log(self.vocab_size)
 
     def tokens_per_example(self, batch: TokenSplit) -> int:
         return batch.inputs.shape[1]
@@ -138,28 +178,64 @@ def autocast(device: torch.device):
 
 @dataclass(frozen=True)
 class MQARData:
+    """Training examples, and per test setting (by label) the validation and test examples."""
+
     train: TokenSplit
-    test: TokenSplit
+    test: dict[str, TokenSplit]
+    valid: dict[str, TokenSplit]
+
+
+def setting_label(setting: MQARSetting) -> str:
+    return f"T{setting.seq_len}-kv{setting.num_kv_pairs}"
 
 
 class MQARProblem(Problem):
-    """Zoology's MQAR; the head runs only at query positions, where the labels are."""
+    """Zoology's MQAR, trained at `setting` and tested at each of `tests` (default: `setting`).
+
+    Testing harder than training (more pairs, longer sequences) keeps strong mixers off the
+    ceiling. The headline `accuracy` is the mean over the test settings; `valid_accuracy`, on
+    separate examples of the same settings, is what a learning-rate choice may look at (so the
+    choice never sees the test set). With `num_train = steps * batch` every training example is
+    fresh. The head runs only at query positions, where the labels are.
+    """
 
     def __init__(self, setting: MQARSetting, shape: ModelShape, num_train: int, num_test: int,
-                 eval_batch_size: int = 256) -> None:
+                 eval_batch_size: int = 256, tests: tuple[MQARSetting, ...] = (),
+                 num_valid: int = 0) -> None:
         self.setting = setting
+        self.tests = tuple(tests) or (setting,)
         self.shape = shape
         self.num_train = num_train
         self.num_test = num_test
+        self.num_valid = num_valid
         self.eval_batch_size = eval_batch_size
         self.name = f"mqar-T{setting.seq_len}-kv{setting.num_kv_pairs}-V{setting.vocab_size}"
+        if self.tests != (setting,):
+            self.name += "-test-" + "+".join(setting_label(t) for t in self.tests)
         self.metric = Metric("accuracy", higher_is_better=True)
+        if any(t.vocab_size != setting.vocab_size for t in self.tests):
+            raise ValueError("MQAR test settings must share the training vocabulary")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.setting.vocab_size
+
+    @property
+    def state_seq_len(self) -> int:
+        return max(t.seq_len for t in (self.setting, *self.tests))
+
+    def definition(self) -> dict:
+        return {"task": "mqar", "train": vars(self.setting), "tests": [vars(t) for t in self.tests],
+                "num_train": self.num_train, "num_test": self.num_test,
+                "num_valid": self.num_valid, "shape": shape_json(self.shape)}
 
     def make_data(self, seed: int) -> MQARData:
-        return MQARData(
-            train=generate_mqar(self.setting, self.num_train, seed, "train"),
-            test=generate_mqar(self.setting, self.num_test, seed, "test"),
-        )
+        def splits(stream: str, count: int) -> dict[str, TokenSplit]:
+            return {setting_label(t): generate_mqar(t, count, seed, f"{stream}-{setting_label(t)}")
+                    for t in self.tests} if count else {}
+
+        return MQARData(train=generate_mqar(self.setting, self.num_train, seed, "train"),
+                        test=splits("test", self.num_test), valid=splits("valid", self.num_valid))
 
     def build_model(self, mixer: MixerSpec, shape: ModelShape) -> nn.Module:
         config = linarch_config(mixer, shape, self.setting.vocab_size)
@@ -172,14 +248,26 @@ class MQARProblem(Problem):
         return _labelled_loss(model, batch)
 
     def evaluate(self, model, data: MQARData, device) -> dict[str, float]:
-        preds, golds, loss = _labelled_eval(model, data.test, device, self.eval_batch_size)
-        return {"accuracy": query_accuracy(preds, golds), "loss": loss}
+        metrics: dict[str, float] = {}
+        for prefix, splits in (("", data.test), ("valid_", data.valid)):
+            accuracies, losses = [], []
+            for label, split in splits.items():
+                preds, golds, loss = _labelled_eval(model, split, device, self.eval_batch_size)
+                accuracies.append(query_accuracy(preds, golds))
+                losses.append(loss)
+                if len(splits) > 1:
+                    metrics[f"{prefix}accuracy@{label}"] = accuracies[-1]
+            if accuracies:
+                metrics[f"{prefix}accuracy"] = sum(accuracies) / len(accuracies)
+                metrics[f"{prefix}loss"] = sum(losses) / len(losses)
+        return metrics
 
 
 @dataclass(frozen=True)
 class MADData:
     train: TokenSplit
     test: TokenSplit
+    valid: TokenSplit
 
 
 class MADProblem(Problem):
@@ -192,11 +280,29 @@ class MADProblem(Problem):
         self.name = f"mad-{setting.task.value}"
         self.metric = Metric("accuracy", higher_is_better=True)
 
+    @property
+    def vocab_size(self) -> int:
+        return self.setting.vocab_size
+
+    @property
+    def state_seq_len(self) -> int:
+        return self.setting.seq_len
+
+    def definition(self) -> dict:
+        setting = {k: (v.value if isinstance(v, enum.Enum) else v)
+                   for k, v in vars(self.setting).items()}
+        return {"task": "mad", "setting": setting, "shape": shape_json(self.shape)}
+
     def make_data(self, seed: int) -> MADData:
+        """Training examples, and test examples split in two: the first half validates (what a
+        learning-rate choice may look at), the second is the test set."""
         s = self.setting
+        held_out = generate_mad(s, 2 * s.num_test_examples, seed, training=False)
+        half = s.num_test_examples
         return MADData(
             train=generate_mad(s, s.num_train_examples, seed, training=True),
-            test=generate_mad(s, s.num_test_examples, seed, training=False),
+            test=held_out.batch(torch.arange(half, 2 * half)),
+            valid=held_out.batch(torch.arange(half)),
         )
 
     def build_model(self, mixer: MixerSpec, shape: ModelShape) -> nn.Module:
@@ -217,14 +323,19 @@ class MADProblem(Problem):
 
     @torch.no_grad()
     def evaluate(self, model, data: MADData, device) -> dict[str, float]:
+        metrics = self._evaluate_split(model, data.test, device)
+        valid = self._evaluate_split(model, data.valid, device)
+        return {**metrics, **{f"valid_{k}": v for k, v in valid.items()}}
+
+    def _evaluate_split(self, model, split: TokenSplit, device) -> dict[str, float]:
         v = self.setting.vocab_size
         if not isinstance(model, MixerAutoEncoder):
-            preds, golds, loss = _labelled_eval(model, data.test, device, self.eval_batch_size)
+            preds, golds, loss = _labelled_eval(model, split, device, self.eval_batch_size)
             return {"accuracy": macro_accuracy(preds, golds, v), "loss": loss}
         preds, golds, nll, count = [], [], 0.0, 0
-        for start in range(0, len(data.test), self.eval_batch_size):
-            inputs = data.test.inputs[start: start + self.eval_batch_size].to(device)
-            labels = data.test.labels[start: start + self.eval_batch_size].to(device)
+        for start in range(0, len(split), self.eval_batch_size):
+            inputs = split.inputs[start: start + self.eval_batch_size].to(device)
+            labels = split.labels[start: start + self.eval_batch_size].to(device)
             with autocast(device):
                 logits, _ = model(inputs)
             logits = logits.float()
@@ -250,6 +361,19 @@ class LMProblem(Problem):
         self.name = f"lm-{text.source}-{text.tokenizer}"
         self.metric = Metric("val_loss", higher_is_better=False)
 
+    @property
+    def vocab_size(self) -> int:
+        return cached_corpus(self.text).vocab_size
+
+    @property
+    def state_seq_len(self) -> int:
+        return self.seq_len
+
+    def definition(self) -> dict:
+        return {"task": "lm", "text": vars(self.text),
+                "corpus": cached_corpus(self.text).fingerprint, "seq_len": self.seq_len,
+                "val_windows": self.val_windows, "shape": shape_json(self.shape)}
+
     def make_data(self, seed: int) -> TokenCorpus:
         return cached_corpus(self.text)
 
@@ -273,7 +397,18 @@ class LMProblem(Problem):
 
     @torch.no_grad()
     def evaluate(self, model, data: TokenCorpus, device) -> dict[str, float]:
-        windows = tiled_windows(data.val, self.seq_len + 1, self.val_windows)
+        """Loss on the validation windows; the windows right after them (as many, where the
+        held-out text has room) give `valid_val_loss`, what a learning-rate choice looks at."""
+        windows = tiled_windows(data.val, self.seq_len + 1, 2 * self.val_windows)
+        test, valid = windows[: self.val_windows], windows[self.val_windows:]
+        metrics = self._evaluate_windows(model, test, data, device)
+        if len(valid):
+            metrics["valid_val_loss"] = self._evaluate_windows(model, valid, data,
+                                                               device)["val_loss"]
+        return metrics
+
+    def _evaluate_windows(self, model, windows: torch.Tensor, data: TokenCorpus,
+                          device) -> dict[str, float]:
         nll, count, nbytes = 0.0, 0, 0
         for start in range(0, windows.shape[0], self.eval_batch_size):
             chunk = windows[start: start + self.eval_batch_size].to(device)

@@ -7,14 +7,17 @@ import math
 from dataclasses import asdict, dataclass, field
 
 
-class Outcome(enum.Enum):
-    """How a training run ended. Only OK runs enter the statistics."""
+class Outcome(enum.StrEnum):
+    """How a training run, or a worker process that runs jobs, ended: one type for the trainer
+    and the search's sandboxed workers. A failed candidate run counts as a loss in a
+    comparison; a failed baseline run is trained again (compare.py)."""
 
     OK = "ok"
     NAN = "nan"              # a loss or gradient norm was not finite
     DIVERGED = "diverged"    # the smoothed loss rose past the divergence limit
-    TIMEOUT = "timeout"      # the time limit stopped training (metrics are of the partial model)
+    TIMEOUT = "timeout"      # the time limit stopped it (a run's metrics are of the partial model)
     OOM = "oom"              # out of device memory, or past the memory limit
+    CRASH = "crash"          # a worker process died without answering (a signal, os._exit)
     ERROR = "error"          # any other exception (its message is kept)
 
 
@@ -61,12 +64,13 @@ class Curves:
 
 @dataclass(frozen=True)
 class Timings:
-    """Wall-clock seconds and throughput of one run."""
+    """Wall-clock seconds, process CPU seconds (training and evaluation) and throughput."""
 
     setup_s: float = 0.0
     train_s: float = 0.0
     eval_s: float = 0.0
     tokens_seen: int = 0
+    cpu_s: float = 0.0
 
     @property
     def tokens_per_s(self) -> float:
@@ -74,6 +78,11 @@ class Timings:
 
     def to_json(self) -> dict:
         return {**asdict(self), "tokens_per_s": self.tokens_per_s}
+
+    @staticmethod
+    def from_json(data: dict) -> Timings:
+        return Timings(**{k: data[k] for k in ("setup_s", "train_s", "eval_s", "tokens_seen",
+                                                 "cpu_s") if k in data})
 
 
 @dataclass(frozen=True)

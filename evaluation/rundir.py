@@ -1,11 +1,11 @@
 """A run directory: everything needed to read, rerun and audit one experiment.
 
-    config.json        task, preset, seeds, budgets, model shapes, parameter matching
+    config.json        task, preset, budget key, problems, training configs, seeds, matching
     candidate.lin      the candidate's DSL source (baseline.lin likewise)
     compiled/          the generated code of each mixer
-    seeds.json         the seeds, and which runs each one produced
+    seeds.json         the seeds compared, and those left out
     environment.json   package versions, device, threads
-    metrics.json       every run's metrics and outcome, the per-seed scores, the comparison
+    metrics.json       every run (cached or trained), the per-seed scores, every look, the cost
     curves/            loss and metric curves, as JSON and PNG
     checkpoints/       trained models, when asked for (role/seed/problem)
     report.txt         the summary the CLI printed
@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
+from .compare import Comparison
+from .environment import capture_environment
 from .mixers import MixerSpec, compiled_code
 from .plots import plot_curves
+from .problems import shape_json
 from .results import Curves
 
 
@@ -64,3 +68,37 @@ class RunDirectory:
         self.write_json(f"curves/{problem}.json",
                         [{"role": r, "seed": s, **c.to_json()} for r, s, c in runs])
         return plot_curves(runs, problem, self.root / "curves")
+
+
+def write_comparison(root: str | Path, c: Comparison) -> RunDirectory:
+    """Everything about a comparison, as files (see the module docstring)."""
+    import torch
+
+    from .report import comparison_json, summary
+
+    rundir = RunDirectory(root)
+    rundir.write_mixer("candidate", c.candidate)
+    if c.baseline is not None:
+        rundir.write_mixer("baseline", c.baseline)
+    rundir.write_json("environment.json", capture_environment(torch.device(c.device)).to_json())
+    rundir.write_json("seeds.json", {"seeds": list(c.seeds),
+                                     "excluded": [list(e) for e in c.excluded]})
+    report = comparison_json(c)
+    b = c.budget
+    rundir.write_json("config.json", {
+        "task": b.task.value, "preset": b.preset.value, "budget_key": b.key,
+        "metric": b.metric.name, "seeds": list(c.seeds), "device": c.device,
+        "schedule": {"seeds": list(b.schedule.seeds), "looks": list(b.schedule.looks)},
+        "rule": asdict(b.rule), "grid": [asdict(h) for h in b.grid],
+        "selection_seeds": None if b.selection_seeds is None else list(b.selection_seeds),
+        "tolerance": b.tolerance,
+        "problems": [{"name": p.name, "definition": p.definition(), "shape": shape_json(p.shape),
+                      "train": {**asdict(cfg), "betas": list(cfg.betas)}}
+                     for p, cfg in b.problems],
+        "matching": report["matching"]})
+    rundir.write_json("metrics.json", report)
+    for problem, _ in b.problems:
+        rundir.write_curves(problem.name, [(r.role.value, r.seed, r.result.curves)
+                                           for r in c.runs if r.problem == problem.name])
+    rundir.write_text("report.txt", summary(c) + "\n")
+    return rundir

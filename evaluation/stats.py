@@ -2,8 +2,10 @@
 
 Seed k of the candidate and seed k of the baseline see the same data and the same budget, so
 the per-seed differences are paired and the seed-to-seed spread of the task cancels. The verdict
-is BETTER (or WORSE) only when the 95% Student-t interval of the mean difference excludes zero on
-that side; anything else, including fewer than two pairs, is INDISTINGUISHABLE.
+is BETTER (or WORSE) only when the Student-t interval of the mean difference excludes zero on
+that side and the mean difference is at least the rule's minimum effect; anything else,
+including fewer than two pairs, is INDISTINGUISHABLE. A minimum effect keeps a comparison that
+looks again after each new seed (sequential seeds) from calling a tiny, lucky difference a gain.
 """
 
 from __future__ import annotations
@@ -21,6 +23,21 @@ class Verdict(enum.Enum):
 
 
 @dataclass(frozen=True)
+class DecisionRule:
+    """What a verdict needs: an interval at `confidence` that excludes zero, and a mean
+    difference of at least `min_effect` (metric units) in the verdict's direction."""
+
+    confidence: float = 0.95
+    min_effect: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
+        if self.min_effect < 0:
+            raise ValueError(f"min_effect must be >= 0, got {self.min_effect}")
+
+
+@dataclass(frozen=True)
 class PairedComparison:
     """Candidate minus baseline, in the metric's own units (positive = larger metric)."""
 
@@ -33,10 +50,26 @@ class PairedComparison:
     ci_high: float
     confidence: float
     verdict: Verdict
+    min_effect: float = 0.0
 
     @property
     def pairs(self) -> int:
         return len(self.candidate)
+
+    @property
+    def half_width(self) -> float:
+        return (self.ci_high - self.ci_low) / 2.0
+
+    @property
+    def equivalent(self) -> bool:
+        """The whole interval lies within +-min_effect: no difference of that size remains."""
+        return self.min_effect > 0 and -self.min_effect < self.ci_low and \
+            self.ci_high < self.min_effect
+
+    @property
+    def decided(self) -> bool:
+        """A verdict, or an equivalence: more seeds would not change what a user does."""
+        return self.verdict is not Verdict.INDISTINGUISHABLE or self.equivalent
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -105,8 +138,10 @@ def paired_comparison(
     candidate: list[float] | tuple[float, ...],
     baseline: list[float] | tuple[float, ...],
     confidence: float = 0.95,
+    min_effect: float = 0.0,
 ) -> PairedComparison:
     """Mean paired difference with its t-interval, and the verdict it supports."""
+    DecisionRule(confidence, min_effect)  # validates both
     if len(candidate) != len(baseline):
         raise ValueError(f"{len(candidate)} candidate values against {len(baseline)} baseline")
     diffs = [c - b for c, b in zip(candidate, baseline)]
@@ -118,8 +153,8 @@ def paired_comparison(
     else:
         low, high = -math.inf, math.inf
     verdict = Verdict.INDISTINGUISHABLE
-    if n >= 2 and (low > 0 or high < 0):
+    if n >= 2 and ((low > 0 and mean >= min_effect) or (high < 0 and mean <= -min_effect)):
         larger = low > 0
         verdict = Verdict.BETTER if larger == higher_is_better else Verdict.WORSE
     return PairedComparison(metric, higher_is_better, tuple(candidate), tuple(baseline), mean,
-                            low, high, confidence, verdict)
+                            low, high, confidence, verdict, min_effect)

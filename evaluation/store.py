@@ -52,6 +52,7 @@ class RunRecord:
     environment: dict = field(default_factory=dict)
     error: str = ""
     experiment_id: int | None = None
+    budget_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class ExperimentRecord:
     report: dict = field(default_factory=dict)
     run_dir: str = ""
     environment: dict = field(default_factory=dict)
+    budget_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,12 +149,14 @@ class ExperimentStore:
             cursor = conn.execute(
                 "INSERT INTO experiments (task, preset, candidate_mixer_id, baseline_mixer_id, "
                 "seeds, metric, higher_is_better, mean_difference, ci_low, ci_high, verdict, "
-                "report, run_dir, environment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "report, run_dir, environment, budget_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.task, record.preset, record.candidate_mixer_id,
                  record.baseline_mixer_id, _json(list(record.seeds)), record.metric,
                  int(record.higher_is_better), _real(record.mean_difference),
                  _real(record.ci_low), _real(record.ci_high), record.verdict,
-                 _json(record.report), record.run_dir, _json(record.environment)),
+                 _json(record.report), record.run_dir, _json(record.environment),
+                 record.budget_key),
             )
             return int(cursor.lastrowid)
 
@@ -161,13 +165,14 @@ class ExperimentStore:
             cursor = conn.execute(
                 "INSERT INTO runs (experiment_id, mixer_id, role, task, preset, problem, seed, "
                 "hidden_size, params_total, params_non_embedding, outcome, error, steps, "
-                "metrics, curves, timings, config, environment) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "metrics, curves, timings, config, environment, budget_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (record.experiment_id, record.mixer_id, record.role, record.task,
                  record.preset, record.problem, record.seed, record.hidden_size,
                  record.params_total, record.params_non_embedding, record.outcome,
                  record.error, record.steps, _json(record.metrics), _json(record.curves),
-                 _json(record.timings), _json(record.config), _json(record.environment)),
+                 _json(record.timings), _json(record.config), _json(record.environment),
+                 record.budget_key),
             )
             return int(cursor.lastrowid)
 
@@ -195,7 +200,7 @@ class ExperimentStore:
                        r[10]) for r in rows]
 
     def count(self, table: str) -> int:
-        if table not in {"mixers", "experiments", "runs"}:
+        if table not in {"mixers", "experiments", "runs", "run_cache"}:
             raise ValueError(f"unknown table {table!r}")
         with closing(self.connect()) as conn:
             return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

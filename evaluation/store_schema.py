@@ -1,8 +1,9 @@
 """The experiment store's schema, as numbered migrations per component.
 
-Each component of linarch that keeps tables (evaluation here; the search loop later, for
-candidates and lineage) owns a tuple of migrations and its own version row in
-`schema_versions`, so it can add tables without editing this module. Migrations run in one
+Each component of linarch that keeps tables (evaluation here; the search, for its candidates
+and lessons, in linarch.search.schema) owns a tuple of migrations and its own version row in
+`schema_versions`, so it can add tables without editing this module. A store written by a newer
+linarch (a version past the newest migration) is refused rather than misread. Migrations run in one
 transaction each: a crash leaves the store at the previous version, never half-migrated.
 """
 
@@ -96,6 +97,27 @@ EVALUATION_MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX runs_by_experiment ON runs (experiment_id)",
         ),
     ),
+    Migration(
+        2,
+        "finished runs by key (the baseline cache), budget keys on experiments and runs",
+        (
+            """
+            CREATE TABLE run_cache (
+                key         TEXT PRIMARY KEY,
+                mixer       TEXT NOT NULL,
+                budget_key  TEXT NOT NULL,
+                problem     TEXT NOT NULL,
+                seed        INTEGER NOT NULL,
+                outcome     TEXT NOT NULL,
+                result      TEXT NOT NULL,
+                created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+            )
+            """,
+            "CREATE INDEX run_cache_by_mixer ON run_cache (mixer, budget_key)",
+            "ALTER TABLE experiments ADD COLUMN budget_key TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE runs ADD COLUMN budget_key TEXT NOT NULL DEFAULT ''",
+        ),
+    ),
 )
 
 
@@ -118,6 +140,10 @@ def migrate(conn: sqlite3.Connection, component: str, migrations: tuple[Migratio
     if versions != sorted(set(versions)) or (versions and versions[0] < 1):
         raise ValueError(f"{component}: migration versions must be increasing from 1")
     conn.execute(BOOTSTRAP)
+    stored = schema_version(conn, component)
+    if versions and stored > versions[-1]:
+        raise RuntimeError(f"the store's {component} schema (version {stored}) is newer than "
+                           f"this linarch knows ({versions[-1]}): upgrade linarch")
     for migration in migrations:
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -29,6 +29,8 @@ from .mixers import MixerSpec
 from .problems import ModelShape, Problem, autocast
 from .results import CurvePoint, Curves, Outcome, Timings, TrainResult
 
+INIT_SALT_STRIDE = 1_000_003  # a mixer's init_salt moves its initialisation this far
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -46,7 +48,7 @@ class TrainConfig:
     log_every: int = 10
     time_limit_s: float | None = None
     memory_limit_mb: float | None = None
-    diverge_factor: float = 4.0
+    diverge_margin: float = 1.0  # nats above the problem's chance loss (see `train_model`)
     checkpoint_every: int = 0
     seed: int = 0
 
@@ -137,7 +139,7 @@ def train_problem(
     try:
         seed_everything(config.seed)
         data = data if data is not None else problem.make_data(config.seed)
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.seed + INIT_SALT_STRIDE * mixer.init_salt)
         model = problem.build_model(mixer, shape).to(device)
     except Exception as exc:  # a candidate that does not even build is a typed failure
         outcome = Outcome.OOM if _is_oom(exc) else Outcome.ERROR
@@ -159,7 +161,13 @@ def train_model(
     progress: bool = False,
     setup_s: float = 0.0,
 ) -> TrainResult:
-    """Train `model` on `problem` for `config.steps` steps, evaluate it, report the outcome."""
+    """Train `model` on `problem` for `config.steps` steps, evaluate it, report the outcome.
+
+    DIVERGED means the smoothed training loss rose `diverge_margin` nats above the problem's
+    chance loss (a uniform guess over the vocabulary, about where every run starts): the model
+    then predicts worse than knowing nothing. A rule relative to the first loss would never
+    fire on MQAR, whose loss starts at ln V and, when training blows up, stays near it.
+    """
     generator = torch.Generator().manual_seed(config.seed)
     batches = problem.batches(data, config.batch_size, generator)
     optimizer = optimizer_for(model, config)
@@ -168,7 +176,9 @@ def train_model(
     evals: dict[str, list[CurvePoint]] = {}
     outcome, error, done, tokens = Outcome.OK, "", 0, 0
     train_s = eval_s = 0.0
-    first_loss = smoothed = None
+    smoothed = None
+    diverge_at = problem.chance_loss + config.diverge_margin
+    cpu_started = time.process_time()
     bar = tqdm(total=config.steps, disable=not progress, desc=problem.name, leave=False)
     started = time.perf_counter()
     try:
@@ -193,10 +203,10 @@ def train_model(
             optimizer.step()
             done = step + 1
             tokens += problem.tokens_per_example(batch) * inputs.shape[0]
-            first_loss = value if first_loss is None else first_loss
             smoothed = value if smoothed is None else 0.9 * smoothed + 0.1 * value
-            if step >= 10 and smoothed > config.diverge_factor * max(first_loss, 1e-3):
-                raise _Stop(Outcome.DIVERGED, f"loss {smoothed:.3g} vs {first_loss:.3g} at start")
+            if step >= 10 and smoothed > diverge_at:
+                raise _Stop(Outcome.DIVERGED, f"smoothed loss {smoothed:.3g} at step {step}, "
+                            f"above chance ({problem.chance_loss:.3g}) + {config.diverge_margin}")
             if step % config.log_every == 0 or step == config.steps - 1:
                 losses.append(CurvePoint(step, value))
                 lrs.append(CurvePoint(step, lr))
@@ -242,7 +252,8 @@ def train_model(
     if losses:
         metrics["final_train_loss"] = losses[-1].value
     curves = Curves(tuple(losses), tuple(lrs), {k: tuple(v) for k, v in evals.items()})
-    timings = Timings(setup_s=setup_s, train_s=train_s, eval_s=eval_s, tokens_seen=tokens)
+    timings = Timings(setup_s=setup_s, train_s=train_s, eval_s=eval_s, tokens_seen=tokens,
+                      cpu_s=time.process_time() - cpu_started)
     return TrainResult(outcome, metrics, curves, timings, done, error)
 
 

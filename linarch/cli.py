@@ -155,6 +155,8 @@ def _add_search(sub: argparse._SubParsersAction, name: str) -> None:
 EXTENSIONS: dict[str, Callable[[argparse._SubParsersAction, str], None]] = {
     "train": _forwarding("linarch.evaluation.cli:train_main",
                          "train a mixer and the DeltaNet baseline; compare with a 95%% CI"),
+    "calibrate": _forwarding("linarch.evaluation.calibration:calibrate_main",
+                             "run the reference mixers on a budget; table, rank agreement, A/A"),
     "lm-eval": _forwarding("linarch.evaluation.lm_eval_model:lm_eval_main",
                            "lm-evaluation-harness with the linarch model registered"),
     "search": _add_search,
@@ -174,7 +176,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] in (["train"], ["lm-eval"]) and argv[1:2] != ["--"]:
+    if argv[:1] in (["train"], ["calibrate"], ["lm-eval"]) and argv[1:2] != ["--"]:
         argv = [argv[0], "--", *argv[1:]]  # these harnesses own their options
     parser = build_parser()
     args = parser.parse_args(argv)

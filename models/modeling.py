@@ -24,9 +24,10 @@ from transformers import (
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .base_conv import BaseConv
 from .blocks import MixerBlock, RMSNorm, SwiGLU
 from .cache import LinarchCache
-from .configuration import LinarchConfig
+from .configuration import BlockKind, LinarchConfig, block_kinds_of
 from .remote_code import AUTO_MAP, write_remote_code_shims
 from .resolver import resolve_layer_class
 
@@ -126,18 +127,9 @@ class LinarchModel(LinarchPreTrainedModel):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         width = config.intermediate_size if config.use_mlp else None
         self.layers = nn.ModuleList(
-            MixerBlock(
-                layer_cls(
-                    hidden_size=config.hidden_size,
-                    num_heads=config.num_heads,
-                    layer_idx=idx,
-                    **config.mixer_kwargs,
-                ),
-                config.hidden_size,
-                width,
-                config.norm_eps,
-            )
-            for idx in range(config.num_hidden_layers)
+            MixerBlock(_sequence_layer(config, kind, layer_cls, idx), config.hidden_size, width,
+                       config.norm_eps)
+            for idx, kind in enumerate(block_kinds_of(config))
         )
         self.norm = RMSNorm(config.hidden_size, config.norm_eps)
         for name, module in self.named_modules():
@@ -276,6 +268,8 @@ def restore_unsaved_buffers(model: nn.Module) -> None:
         if not isinstance(block, MixerBlock):
             continue
         mixer = block.mixer
+        if isinstance(mixer, BaseConv):
+            continue
         unsaved = [
             (prefix, sub, name)
             for prefix, sub in mixer.named_modules()
@@ -296,6 +290,15 @@ def restore_unsaved_buffers(model: nn.Module) -> None:
             current = sub._buffers[name]
             value = fresh_modules[prefix]._buffers[name]
             sub._buffers[name] = value.to(device=current.device, dtype=current.dtype)
+
+
+def _sequence_layer(config: LinarchConfig, kind: BlockKind, layer_cls: type[nn.Module],
+                    idx: int) -> nn.Module:
+    """Block `idx`'s sequence layer: the mixer, or Zoology's BaseConv."""
+    if kind is BlockKind.BASE_CONV:
+        return BaseConv(config.hidden_size, layer_idx=idx, kernel_size=config.base_conv_kernel)
+    return layer_cls(hidden_size=config.hidden_size, num_heads=config.num_heads, layer_idx=idx,
+                     **config.mixer_kwargs)
 
 
 def _layer_mask(attention_mask: torch.Tensor | None, length: int) -> torch.Tensor | None:

@@ -57,8 +57,9 @@ def run_command(args: argparse.Namespace) -> int:
     summary = run_search(run, executor=executor, progress=args.progress)
     best = "none" if summary.best_id is None else f"{summary.best_id} ({summary.best_score:+.4f})"
     print(
-        f"{run.path}: stopped ({summary.reason}); {summary.proposals} proposed, "
-        f"{summary.evaluated} evaluated, {summary.rejected} rejected; best {best}; "
+        f"{run.path}: stopped ({summary.reason}); {summary.candidates} candidates "
+        f"({summary.proposals} proposed, {summary.rejected} rejected before training, free), "
+        f"{summary.evaluated} evaluated with the seeds; best {best}; "
         f"LLM spend ${summary.spent_usd:.4f}"
     )
     return 0

@@ -3,29 +3,46 @@
     static    the compiler's checks (types, causality, cost); the analysis numbers
     numerics  the compiled layer: chunked form equals the recurrent form (fp64), and a causality
               probe (perturbing token t0 changes nothing before t0, not even gradients)
-    mqar      a quick proxy: Zoology's MQAR, candidate against DeltaNet, paired by seed
-    mad, lm   the next stages: MAD's six tasks, or language modelling on the embedded corpus
-    scale     the candidate's best task again at the next larger preset
+    mqar      the calibrated MQAR proxy (docs/evaluation.md): candidate against DeltaNet
+    mad, lm   MAD's six tasks, or language modelling on the embedded corpus
+    recall+lm both axes: the MQAR proxy and the LM proxy, each with its own interval and verdict
+    scale     MQAR again at the next larger preset
 
-Every trained stage compares the candidate with DeltaNet (examples/deltanet.lin, compiled by the
-same compiler) at matched parameter count, on the same data, seeds and budget. DeltaNet's runs
-are cached per (problem, preset, seed, shape) in the run directory, so a search pays for them
-once. The score is the mean paired difference to DeltaNet, signed so that higher is better.
+Every trained stage is `linarch.evaluation.compare` (the path `linarch train` takes too):
+DeltaNet (examples/deltanet.lin, compiled by the same compiler) at matched parameters, on the
+same data and seeds, each arm at its own learning rate from the budget's grid. The run's seeds
+(`run.seeds`) are the first look of the budget's sequential schedule: a clear result stops
+there, a close one adds seeds up to the budget's cap. Every run goes into the run's experiment
+store, and finished runs are cached there under a key of the whole budget definition: DeltaNet
+is trained once per budget and seed for the whole search, and a failed DeltaNet run is trained
+again, never charged to the candidate. The score is the mean paired difference to DeltaNet,
+signed so that higher is better.
 """
 
 from __future__ import annotations
 
-import json
+import enum
 import math
 import os
-from dataclasses import replace
 from pathlib import Path
 
 from linarch.search.records import EvalJob, EvalResult
 
-PROXY = "proxy"  # the search's own MQAR proxy: seconds per seed on one CPU thread
-TRAINED = ("mqar", "mad", "lm", "scale")
-SCALE_UP = {"tiny": "quick", PROXY: "quick", "quick": "standard", "standard": "paper",
+
+class Stage(enum.Enum):
+    """The cascade stages this evaluation knows (what `[[cascade]] stage` may name)."""
+
+    STATIC = "static"
+    NUMERICS = "numerics"
+    MQAR = "mqar"
+    MAD = "mad"
+    LM = "lm"
+    RECALL_LM = "recall+lm"
+    SCALE = "scale"
+
+
+TRAINED = (Stage.MQAR, Stage.MAD, Stage.LM, Stage.SCALE)
+SCALE_UP = {"tiny": "proxy", "proxy": "quick", "quick": "standard", "standard": "paper",
             "paper": "paper"}
 
 
@@ -33,23 +50,28 @@ def evaluate(job: EvalJob) -> EvalResult:
     import torch
 
     torch.set_num_threads(int(os.environ.get("LINARCH_THREADS", "1")))
-    if job.stage == "static":
+    try:
+        stage = Stage(job.stage)
+    except ValueError:
+        raise ValueError(f"unknown cascade stage {job.stage!r}; stages: "
+                         f"{', '.join(s.value for s in Stage)}") from None
+    if stage is Stage.STATIC:
         return _static(job)
-    if job.stage == "numerics":
+    if stage is Stage.NUMERICS:
         return _numerics(job)
-    if job.stage in TRAINED:
-        return _trained(job)
-    raise ValueError(f"unknown cascade stage {job.stage!r}; stages: static, numerics, "
-                     f"{', '.join(TRAINED)}")
+    if stage is Stage.RECALL_LM:
+        return _both_axes(job)
+    return _trained(job, stage)
 
 
 def _static(job: EvalJob) -> EvalResult:
     import linarch
 
-    errors = [d for d in linarch.check(job.source) if d.is_error]
-    if errors:
-        raise ValueError("; ".join(d.render().splitlines()[0] for d in errors))
-    a = linarch.analyze(job.source)
+    try:
+        a = linarch.analyze(job.source)
+    except linarch.LinarchError as err:
+        errors = [d for d in err.diagnostics if d.is_error]
+        raise ValueError("; ".join(d.render().splitlines()[0] for d in errors)) from None
     return EvalResult(0.0, 0.0, 0.0, "ok", metrics={
         "flops_per_token": float(a.flops_per_token), "state_bytes": float(a.state_bytes),
         "params": float(a.params)}, detail=", ".join(a.transition_classes))
@@ -60,7 +82,7 @@ def _numerics(job: EvalJob, hidden: int = 32, heads: int = 2, length: int = 24) 
 
     import linarch
 
-    layer_cls = linarch.compile(job.source)
+    layer_cls = linarch.build(job.source).layer
     torch.manual_seed(0)
     layer = layer_cls(hidden_size=hidden, num_heads=heads).double()
     x = torch.randn(2, length, hidden, dtype=torch.float64, requires_grad=True)
@@ -88,97 +110,126 @@ def _numerics(job: EvalJob, hidden: int = 32, heads: int = 2, length: int = 24) 
                       detail="chunked == recurrent; causal")
 
 
-def _budget(stage: str, preset: str, task: str):
-    from linarch.evaluation.presets import Preset, TaskKind, budget_for
+def _task_and_preset(job: EvalJob, stage: Stage):
+    from linarch.evaluation.presets import Preset, TaskKind
 
-    if preset == PROXY:
-        budget = budget_for(TaskKind(task), Preset.QUICK)
-        if TaskKind(task) is TaskKind.MQAR:
-            from linarch.evaluation.mqar import MQARSetting
-            from linarch.evaluation.problems import MQARProblem
-
-            problem, config = budget.problems[0]
-            small = MQARProblem(MQARSetting(vocab_size=256, seq_len=64, num_kv_pairs=4),
-                                problem.shape, 4096, 256)
-            config = replace(config, steps=400, batch_size=32, lr=3e-3, eval_every=100)
-            return replace(budget, problems=((small, config),))
-        return budget
-    return budget_for(TaskKind(task), Preset(preset))
+    if stage is Stage.SCALE:
+        return TaskKind.MQAR, Preset(SCALE_UP[Preset(job.preset).value])
+    return TaskKind(stage.value), Preset(job.preset)
 
 
-def _task_and_preset(job: EvalJob) -> tuple[str, str]:
-    if job.stage == "scale":
-        return "mqar", SCALE_UP.get(job.preset, "quick")
-    return job.stage, job.preset
+def _store(job: EvalJob):
+    """The run's experiment store (its config may name a shared one), or None outside a run."""
+    from linarch.evaluation.store import ExperimentStore
+    from linarch.search.rundir import RunDir
+
+    if not job.run_path or not (Path(job.run_path) / "config.toml").exists():
+        return None
+    run = RunDir.open(job.run_path)
+    return ExperimentStore(run.store_path(run.config()))
 
 
-def _trained(job: EvalJob) -> EvalResult:
+def _schedule(job: EvalJob, budget):
+    """The run's seeds first (one look), then the rest of the budget's schedule."""
+    from linarch.evaluation.seeds import SeedSchedule
+
+    first = tuple(job.seeds)
+    if not first:
+        return budget.schedule
+    rest = tuple(s for s in budget.schedule.seeds if s not in first)
+    looks = [len(first)] + [n for n in budget.schedule.looks if n > len(first)]
+    seeds = first + rest[: max(0, budget.schedule.cap - len(first))]
+    return SeedSchedule(seeds, tuple(n for n in looks if n <= len(seeds)))
+
+
+def _compare(job: EvalJob, stage: Stage):
     from linarch.api import example_path
+    from linarch.evaluation.compare import compare
     from linarch.evaluation.mixers import mixer_from_dsl
-    from linarch.evaluation.param_match import match_width
-    from linarch.evaluation.results import Outcome
-    from linarch.evaluation.stats import paired_comparison
-    from linarch.evaluation.trainer import train_problem
+    from linarch.evaluation.presets import budget_for
+    from linarch.evaluation.run_cache import RunCache
 
-    task, preset = _task_and_preset(job)
-    budget = _budget(job.stage, preset, task)
+    task, preset = _task_and_preset(job, stage)
+    budget = budget_for(task, preset)
+    store = _store(job)
     candidate = mixer_from_dsl(job.source)
     baseline = mixer_from_dsl(example_path("deltanet"))
-    cache = _BaselineCache(job)
-    cand_scores: dict[int, list[float]] = {s: [] for s in job.seeds}
-    base_scores: dict[int, list[float]] = {s: [] for s in job.seeds}
-    metrics: dict[str, float] = {}
-    for problem, config in budget.problems:
-        match = match_width(problem, candidate, baseline)
-        name = problem.metric.name
-        for seed in job.seeds:
-            seeded = replace(config, seed=seed)
-            result, model = train_problem(problem, candidate, match.candidate_shape, seeded)
-            del model
-            if result.outcome is not Outcome.OK:
-                raise RuntimeError(f"candidate {result.outcome.value} on {problem.name} seed "
-                                   f"{seed}: {result.error or ''}".strip())
-            cand_scores[seed].append(result.metric(name))
-            key = f"{budget.task.value}-{preset}-{problem.name}-{seed}-" \
-                  f"{match.baseline_shape.hidden_size}-{baseline.structural_hash}"
-            value = cache.get(key)
-            if value is None:
-                base, model = train_problem(problem, baseline, match.baseline_shape, seeded)
-                del model
-                if base.outcome is not Outcome.OK:
-                    raise RuntimeError(f"baseline {base.outcome.value} on {problem.name}")
-                value = base.metric(name)
-                cache.put(key, value)
-            base_scores[seed].append(value)
-        metrics[f"params_candidate_{problem.name}"] = float(match.candidate_params.non_embedding)
-        metrics[f"params_baseline_{problem.name}"] = float(match.baseline_params.non_embedding)
-    cand = [sum(v) / len(v) for v in cand_scores.values()]
-    base = [sum(v) / len(v) for v in base_scores.values()]
-    comparison = paired_comparison(budget.metric.name, budget.metric.higher_is_better, cand, base)
-    metrics.update({f"candidate_{budget.metric.name}": sum(cand) / len(cand),
-                    f"baseline_{budget.metric.name}": sum(base) / len(base),
-                    "flops_per_token": float(candidate.flops_per_token),
-                    "state_bytes": float(candidate.state_bytes)})
+    return compare(candidate, baseline, budget, _schedule(job, budget), store,
+                   RunCache(store) if store is not None else None, log=lambda line: None,
+                   run_dir=job.run_path)
+
+
+def _axis_metrics(prefix: str, c) -> dict[str, float]:
+    """One axis's numbers in an EvalResult's metrics, signed so that higher is better."""
+    from linarch.evaluation.compare import Role
+
+    s = c.stats
+    sign = 1.0 if s.higher_is_better else -1.0
+    low, high = sorted((sign * s.ci_low, sign * s.ci_high))
+    name = c.budget.metric.name
+    cand = c.matches[c.budget.problems[0][0].name].candidate
+    base = c.matches[c.budget.problems[0][0].name].baseline
+    return {f"{prefix}score": sign * s.mean_difference, f"{prefix}ci_low": low,
+            f"{prefix}ci_high": high, f"{prefix}pairs": float(s.pairs),
+            f"{prefix}better": float(s.verdict.value == "better"),
+            f"{prefix}worse": float(s.verdict.value == "worse"),
+            f"{prefix}candidate_{name}": c.mean(Role.CANDIDATE),
+            f"{prefix}baseline_{name}": c.mean(Role.BASELINE),
+            f"{prefix}candidate_failures": float(c.failures(Role.CANDIDATE)),
+            f"{prefix}cpu_s": c.cost.cpu_s,
+            f"{prefix}params_candidate": float(cand.params.non_embedding),
+            f"{prefix}params_baseline": float(base.params.non_embedding),
+            f"{prefix}state_bytes_candidate": float(cand.state_bytes),
+            f"{prefix}state_bytes_baseline": float(base.state_bytes)}
+
+
+def _trained(job: EvalJob, stage: Stage) -> EvalResult:
+    from linarch.evaluation.compare import Role
+
+    c = _compare(job, stage)
+    metrics = _axis_metrics("", c)
+    metrics.update({"flops_per_token": float(c.candidate.flops_per_token),
+                    "state_bytes": float(c.candidate.state_bytes)})
+    name = c.budget.metric.name
     return EvalResult.from_comparison(
-        comparison, metrics=metrics, seeds=job.seeds,
-        detail=f"{task}@{preset}: {budget.metric.name} candidate {cand} vs DeltaNet {base}")
+        c.stats, metrics=metrics, seeds=c.seeds,
+        detail=f"{c.budget.task.value}@{c.budget.preset.value}: {name} candidate "
+               f"{c.mean(Role.CANDIDATE):.4f} vs DeltaNet {c.mean(Role.BASELINE):.4f} over "
+               f"{len(c.seeds)} seeds; {c.stats.verdict.value}",
+        candidate_per_seed=[s.value for s in c.role_scores(Role.CANDIDATE)],
+        baseline_per_seed=[s.value for s in c.role_scores(Role.BASELINE)],
+        curves=_candidate_curves(c))
 
 
-class _BaselineCache:
-    """DeltaNet's metric per (task, preset, problem, seed, width), one JSON file per entry
-    (written atomically, so concurrent workers never see half a file)."""
+def _candidate_curves(c) -> dict[str, list[tuple[int, float]]]:
+    """The candidate's evaluation curve on the first problem, per seed, at the learning rate
+    that seed kept (what the proposer is shown: still rising, or flat)."""
+    from linarch.evaluation.compare import Role
 
-    def __init__(self, job: EvalJob) -> None:
-        self.root = Path(job.run_path or ".") / "baseline_cache"
+    problem = c.budget.problems[0][0].name
+    kept = {(h.seed, h.problem): h.chosen for h in c.choices if h.role is Role.CANDIDATE}
+    curves = {}
+    for run in c.runs:
+        if run.role is not Role.CANDIDATE or run.problem != problem or run.seed not in c.seeds:
+            continue
+        chosen = kept.get((run.seed, problem), kept.get((None, problem)))
+        if chosen is None or run.hyper == chosen:
+            points = run.result.curves.eval.get(c.budget.metric.name, ())
+            curves[f"seed {run.seed}"] = [(p.step, p.value) for p in points]
+    return curves
 
-    def get(self, key: str) -> float | None:
-        path = self.root / f"{key}.json"
-        if not path.exists():
-            return None
-        return float(json.loads(path.read_text())["value"])
 
-    def put(self, key: str, value: float) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{key}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"value": value}))
-        os.replace(tmp, self.root / f"{key}.json")
+def _both_axes(job: EvalJob) -> EvalResult:
+    """Recall (the MQAR proxy) and LM loss (the LM proxy), each with its own interval and
+    verdict in `metrics` ("recall_*", "lm_*"). The headline is the recall axis, unless the
+    candidate is WORSE on LM loss: then the LM axis (a candidate that recalls better but
+    models text worse does not pass as better)."""
+    recall = _compare(job, Stage.MQAR)
+    lm = _compare(job, Stage.LM)
+    metrics = {**_axis_metrics("recall_", recall), **_axis_metrics("lm_", lm)}
+    headline = lm if lm.stats.verdict.value == "worse" else recall
+    return EvalResult.from_comparison(
+        headline.stats, metrics=metrics, seeds=headline.seeds,
+        detail=f"recall {recall.stats.verdict.value} "
+               f"({metrics['recall_score']:+.4f}), LM loss {lm.stats.verdict.value} "
+               f"({metrics['lm_score']:+.4f} nats, lower loss is positive)")

@@ -1,9 +1,10 @@
-"""The search's own tables in the SQLite experiment store (all prefixed `search_`).
+"""The search's own tables in the experiment store (all prefixed `search_`), as migrations.
 
-linarch.evaluation owns the store file and its tables; the search adds lessons (its long-term
-memory, shared across runs) and a copy of every evaluated candidate, so one query can join a
-candidate's lineage with the evaluation's per-seed metrics. The store runs in WAL mode so the
-evaluation's writers and the search can use it at the same time.
+linarch.evaluation owns the store file, its schema bookkeeping (`schema_versions`, one version
+per component) and its tables; the search adds lessons (its long-term memory, shared across
+runs) and a copy of every evaluated candidate, so one query can join a candidate's lineage with
+the evaluation's per-seed runs and comparisons. The store runs in WAL mode so the evaluation's
+writers (every worker's `compare`) and the search use it at the same time.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+from linarch.evaluation.store import ExperimentStore
+from linarch.evaluation.store_schema import Migration
+
+SEARCH = "search"
 
 _TABLES = (
-    """CREATE TABLE IF NOT EXISTS search_meta (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS search_lessons (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         run_id TEXT NOT NULL,
@@ -52,30 +53,24 @@ _TABLES = (
 )
 
 
+SEARCH_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "lessons and evaluated candidates (tables of the first search stores are kept; "
+                 "their search_meta version row moves to schema_versions)",
+              (*_TABLES, "DROP TABLE IF EXISTS search_meta")),
+)
+SCHEMA_VERSION = SEARCH_MIGRATIONS[-1].version
+
+
 def connect(path: Path | str) -> sqlite3.Connection:
-    """Open the store, in WAL mode, with the search tables present."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """Open the store (the evaluation's tables and the search's, migrated), in WAL mode.
+
+    A store written by a newer linarch is refused (RuntimeError) rather than misread.
+    """
+    ExperimentStore(path).ensure_schema(SEARCH, SEARCH_MIGRATIONS)
     conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA busy_timeout=30000")
-    ensure_schema(conn)
     return conn
-
-
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    with conn:
-        for statement in _TABLES:
-            conn.execute(statement)
-        row = conn.execute("SELECT value FROM search_meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            conn.execute(
-                "INSERT INTO search_meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"store schema version {row[0]} is newer than this linarch ({SCHEMA_VERSION})"
-            )
 
 
 def search_tables(conn: sqlite3.Connection) -> list[str]:

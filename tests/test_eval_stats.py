@@ -54,3 +54,38 @@ def test_a_consistent_but_noisy_gain_is_not_called_better():
     # mean gain positive, but one seed reverses it: the interval spans zero
     c = paired_comparison("accuracy", True, [0.9, 0.9, 0.7], [0.8, 0.8, 0.8])
     assert c.mean_difference > 0 and c.verdict is Verdict.INDISTINGUISHABLE
+
+
+def test_min_effect_keeps_tiny_differences_indistinguishable():
+    cand, base = [0.811, 0.812, 0.813, 0.812], [0.80, 0.80, 0.80, 0.80]
+    assert paired_comparison("accuracy", True, cand, base).verdict is Verdict.BETTER
+    small = paired_comparison("accuracy", True, cand, base, min_effect=0.02)
+    assert small.verdict is Verdict.INDISTINGUISHABLE and small.equivalent and small.decided
+    big = paired_comparison("accuracy", True, [0.9, 0.91, 0.92], [0.8, 0.8, 0.81],
+                            min_effect=0.02)
+    assert big.verdict is Verdict.BETTER and not big.equivalent
+
+
+@pytest.mark.parametrize("x, y", [
+    ([0.9, 0.7, 0.8, 0.1, 0.5], [1.0, 0.8, 0.79, 0.53, 0.73]),
+    ([0.98, 0.74, 0.52, 0.6, 0.3, 0.2], [1.0, 0.79, 0.89, 0.89, 0.53, 0.7]),  # ties in y
+    ([1, 2, 2, 3], [4, 3, 3, 1]),
+])
+def test_rank_correlations_match_scipy(x, y):
+    from linarch.evaluation.calibration import kendall_tau_b, spearman_rho
+
+    assert kendall_tau_b(x, y) == pytest.approx(stats.kendalltau(x, y).statistic)
+    assert spearman_rho(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
+
+
+def test_calibration_block_is_replaced_in_place(tmp_path):
+    from linarch.evaluation.calibration import markers, write_block
+    from linarch.evaluation.presets import TaskKind
+
+    start, end = markers(TaskKind.LM)
+    doc = tmp_path / "d.md"
+    doc.write_text(f"# t\n{start}\nold\n{end}\ntail\n")
+    write_block(doc, "new table", TaskKind.LM)
+    assert doc.read_text() == f"# t\n{start}\nnew table\n{end}\ntail\n"
+    with pytest.raises(ValueError, match="no"):
+        write_block(doc, "x", TaskKind.MQAR)

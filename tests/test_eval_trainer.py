@@ -79,12 +79,15 @@ class Sabotaged(MQARProblem):
                 loss = loss * float("nan")
             elif self.mode == "grow":
                 loss = loss * 100.0
+            elif self.mode == "above_chance":
+                loss = loss + 1.5  # worse than a uniform guess, but never 4x the first loss
             elif self.mode == "raise":
                 raise ValueError("the mixer broke")
         return loss, aux
 
 
 @pytest.mark.parametrize("mode,outcome", [("nan", Outcome.NAN), ("grow", Outcome.DIVERGED),
+                                          ("above_chance", Outcome.DIVERGED),
                                           ("raise", Outcome.ERROR)])
 def test_failures_end_with_their_outcome(mode, outcome):
     config = TrainConfig(steps=40, batch_size=8, lr=1e-3)
@@ -94,6 +97,8 @@ def test_failures_end_with_their_outcome(mode, outcome):
     assert "accuracy" not in result.metrics
     if mode == "raise":
         assert "the mixer broke" in result.error
+    if mode == "above_chance":  # the rule is relative to chance (ln V), not to the first loss
+        assert "above chance" in result.error
 
 
 def test_limits_stop_training():

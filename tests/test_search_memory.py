@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 import re
-import sqlite3
 
 import pytest
 
+from linarch.evaluation.store import ExperimentStore
 from linarch.search.bm25 import BM25, tokenize
 from linarch.search.cognition import CognitionError, load_cognition, parse_entry
 from linarch.search.memory import Lesson, LessonStore, Memory
-from linarch.search.schema import SCHEMA_VERSION, connect, search_tables
+from linarch.search.schema import SCHEMA_VERSION, SEARCH, connect, search_tables
 
 
 def test_tokenize_lowercases_drops_stop_words_and_plurals():
@@ -93,24 +93,19 @@ def test_lessons_persist_in_the_store_and_are_retrieved(tmp_path):
 
 def test_search_tables_live_beside_the_evaluation_tables(tmp_path):
     path = tmp_path / "store.sqlite"
-    other = sqlite3.connect(path)  # the evaluation's own table, created first
-    other.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, metric REAL)")
-    other.commit()
-    other.close()
+    ExperimentStore(path)  # the evaluation's store, created first
     conn = connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert search_tables(conn) == ["search_candidates", "search_lessons", "search_meta"]
+    assert search_tables(conn) == ["search_candidates", "search_lessons"]
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert "runs" in names and all(n.startswith("search_") or n in ("runs", "sqlite_sequence")
-                                   for n in names)
-    version = conn.execute("SELECT value FROM search_meta WHERE key='schema_version'").fetchone()
-    assert int(version[0]) == SCHEMA_VERSION
+    assert {"runs", "experiments", "run_cache"} <= names
+    assert ExperimentStore(path).schema_version(SEARCH) == SCHEMA_VERSION
     connect(path).close()  # idempotent
 
 
 def test_a_newer_schema_is_refused(tmp_path):
     conn = connect(tmp_path / "s.sqlite")
-    conn.execute("UPDATE search_meta SET value='999' WHERE key='schema_version'")
+    conn.execute("UPDATE schema_versions SET version = 999 WHERE component = 'search'")
     conn.commit()
     with pytest.raises(RuntimeError, match="newer"):
         connect(tmp_path / "s.sqlite")

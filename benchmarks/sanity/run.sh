@@ -1,20 +1,39 @@
 #!/usr/bin/env bash
-# The runs behind docs/evaluation.md's sanity table and its ablations (one thread each, quick MQAR).
-#   bash benchmarks/sanity/run.sh            # the table: 5 mixers x 3 seeds
-#   bash benchmarks/sanity/run.sh ablations  # seed 0: learning rates, gate and decay removed, 3000 steps
+# The design runs behind docs/evaluation.md ("How it was chosen", the Gated DeltaNet runs).
+# Two worker processes, one torch thread each; JSON lines under runs/design/ (reruns skip what
+# is already there).
+#   bash benchmarks/sanity/run.sh           # the first sweep, steps x batch and learning rate
+#   bash benchmarks/sanity/run.sh calibrate # linarch calibrate: the tables of docs/evaluation.md
+#   bash benchmarks/sanity/run.sh gdn       # Gated DeltaNet against DeltaNet, three matchings
 set -euo pipefail
-out=${OUT:-runs/sanity}
-train() { linarch train "$1" --task mqar --preset quick --no-baseline --threads 1 "${@:3}" --out "$out/$2"; }
-if [ "${1:-table}" = ablations ]; then
-    train examples/gated_deltanet.lin gdn-lr1e-3 --seeds 1 --lr 1e-3
-    train examples/gated_deltanet.lin gdn-lr1e-2 --seeds 1 --lr 1e-2
-    train benchmarks/sanity/gdn_nogate.lin gdn-nogate --seeds 1
-    train benchmarks/sanity/gdn_nodecay.lin gdn-nodecay --seeds 1
-    train benchmarks/sanity/gla_nogate.lin gla-nogate --seeds 1
-    train examples/gated_deltanet.lin gdn-3000 --seeds 1 --steps 3000
-else
-    for m in examples/reference/softmax_attention.lin examples/deltanet.lin \
-             examples/gated_deltanet.lin examples/gla.lin examples/linear_attention.lin; do
-        train "$m" "$(basename "$m" .lin)" --seeds 3
-    done
+out=${OUT:-runs/design}
+store=${STORE:-runs/calib/proxy.sqlite}  # the calibration's store: DeltaNet's runs are cached
+design() { python benchmarks/sanity/bench_mqar_design.py --evals 2 "$@"; }
+if [ "${1:-design}" = calibrate ]; then
+    linarch calibrate --seeds 4 --aa 10 --store "$store" --json runs/calib/table.json \
+        --write docs/evaluation.md
+    linarch calibrate --task lm --seeds 4 --aa 0 --store runs/calib/lm.sqlite \
+        --json runs/calib/lm.json --write docs/evaluation.md
+    exit 0
 fi
+if [ "${1:-design}" = gdn ]; then
+    for match in state none; do
+        for m in examples/gated_deltanet.lin benchmarks/sanity/gdn_nogate.lin; do
+            linarch train "$m" --match "$match" --seeds 4 --store "$store" \
+                --out "runs/calib/$(basename "$m" .lin)-$match"
+        done
+    done
+    design --mixers examples/gated_deltanet.lin --lrs 3e-3 --seeds 0 1 --steps 4000 \
+        --batch 16 --kwargs head_dim=16 --out "$out/gdn.jsonl"
+    exit 0
+fi
+# a first sweep, unmatched widths, 2000 steps x 32, seed 0, both learning rates
+design --mixers examples/reference/softmax_attention.lin examples/deltanet.lin \
+    examples/gated_deltanet.lin benchmarks/sanity/gdn_nogate.lin examples/gla.lin \
+    examples/mamba2.lin examples/retnet.lin --lrs 3e-3 1e-2 --seeds 0 --steps 2000 --batch 32 \
+    --evals 8 --out "$out/a_2000.jsonl"
+# steps x batch and learning rate for DeltaNet, 4 seeds
+design --mixers examples/deltanet.lin --lrs 1e-2 3e-2 --seeds 0 1 2 3 --steps 1000 --batch 32 \
+    --out "$out/c.jsonl"
+design --mixers examples/deltanet.lin --lrs 1e-2 --seeds 0 1 2 3 --steps 2000 --batch 16 \
+    --out "$out/c.jsonl"
