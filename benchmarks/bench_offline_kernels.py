@@ -91,15 +91,16 @@ def digest(op_names: list[str]) -> str:
     return kernels_digest([ops[n].spec for n in op_names], OPTIONS)
 
 
-def markdown(results: dict[str, list[KernelReport]], seconds: float) -> str:
+def markdown(results: dict[str, list[KernelReport]], seconds: float, fresh: int) -> str:
     """The table: one row per (op, kernel, config), and a spill count per op."""
     lines = [BEGIN, "", f"kernels digest: {digest(list(results))}", "",
              f"Offline sm_90 compiles (Triton {_triton_version()}, no GPU): every kernel of one "
              "forward and backward of each op in `benchmarks/bench_kernels.py`, every config its "
              "autotuner may pick at B=8, T=4096, H=16, K=V=128, bf16, chunk 64 "
-             f"({sum(map(len, results.values()))} configs, {seconds / 60:.0f} min on this "
-             "machine; a kernel whose code, configs and arguments are those of another op's "
-             "compiles once). Blocks/SM from registers, shared memory and warps (65,536 "
+             f"({sum(map(len, results.values()))} configs; this run compiled {fresh} in "
+             f"{seconds:.0f} s and reused earlier compiles of unchanged kernels; a kernel whose "
+             "code, configs and arguments are those of another op's compiles once). Blocks/SM "
+             "from registers, shared memory and warps (65,536 "
              "registers, 228 KB, 64 warps per SM).", "",
              "| op | configs | with spills | fewest blocks/SM | most registers |",
              "|---|---|---|---|---|"]
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[KernelReport]] = {op: [] for op in args.ops}
     path = cache_file()
     cache = json.loads(path.read_text()) if path.exists() else {}
+    known = len(cache)
     with ProcessPoolExecutor(args.jobs) as pool:
         done = pool.map(compile_kernel, *zip(*tasks), [cache] * len(tasks))
         for members, (reports, found) in zip(groups.values(), done):
@@ -168,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                     r = dataclasses.replace(r, kernel=kernel)
                     results[op].append(r)
                     print(f"{op:22s} {r.line()}", flush=True)
-    table = markdown(results, time.time() - start)
+    table = markdown(results, time.time() - start, len(cache) - known)
     if args.write:
         write_results(table)
     spills = sum(r.spills > 0 for reports in results.values() for r in reports)

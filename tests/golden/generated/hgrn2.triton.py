@@ -771,7 +771,12 @@ def hgrn2attention_s_grad_kernel(
 ):
     """dq, dk and the per-channel gate gradient of one chunk and key block, on sub-blocks:
     dq = scale e^b (dO h^T) + d(A V)/dq, dk = e^(b_C - b) (V dh^T) + d(A V)/dk, and
-    db = q dq - k dk (+ the state decay at the last row), reverse-cumsummed into dg."""
+    db = q dq - k dk (+ the state decay at the last row), reverse-cumsummed into dg (fp32).
+
+    The sub-blocks go from the last to the first, so that reverse cumsum runs with them and a
+    block's dk is final when it is reached: only the anchors, the dk of earlier blocks and the
+    current block's tiles are live (keeping every block's tiles spilled registers at sm_90).
+    The last row's term reaches every row of the chunk through the cumsum: a last pass adds it."""
     NK = tl.cdiv(K, BK)
     i_t, i_bh = tl.program_id(0).to(tl.int64) // NK, tl.program_id(1).to(tl.int64)
     i_b, i_h = i_bh // H, i_bh % H
@@ -807,153 +812,80 @@ def hgrn2attention_s_grad_kernel(
     m_t2 = o_t2 < T
     o_t3 = i_t * BT + 48 + o_c
     m_t3 = o_t3 < T
+    # anchors: b_r<c> is the cumulative gate just before sub-block c, b_r4 at the chunk's end
     b_r0 = tl.zeros([BK], dtype=tl.float32)
-    b_k0 = tl.load(k + o_t0[:, None] * (H * K) + o_k[None, :], mask=m_t0[:, None] & m_k[None, :], other=0.)
-    b_q0 = tl.load(q + o_t0[:, None] * (H * K) + o_k[None, :], mask=m_t0[:, None] & m_k[None, :], other=0.)
-    b_g0 = tl.load(g + o_t0[:, None] * (H * K) + o_k[None, :], mask=m_t0[:, None] & m_k[None, :], other=0.).to(tl.float32)
-    b_g0 = tl.where(m_t0[:, None] & m_k[None, :], b_g0, 0.)
-    b_b0 = b_r0[None, :] + tl.cumsum(b_g0, axis=0)
-    b_r1 = b_r0 + tl.sum(b_g0, axis=0)
-    b_k1 = tl.load(k + o_t1[:, None] * (H * K) + o_k[None, :], mask=m_t1[:, None] & m_k[None, :], other=0.)
-    b_q1 = tl.load(q + o_t1[:, None] * (H * K) + o_k[None, :], mask=m_t1[:, None] & m_k[None, :], other=0.)
-    b_g1 = tl.load(g + o_t1[:, None] * (H * K) + o_k[None, :], mask=m_t1[:, None] & m_k[None, :], other=0.).to(tl.float32)
-    b_g1 = tl.where(m_t1[:, None] & m_k[None, :], b_g1, 0.)
-    b_b1 = b_r1[None, :] + tl.cumsum(b_g1, axis=0)
-    b_r2 = b_r1 + tl.sum(b_g1, axis=0)
-    b_k2 = tl.load(k + o_t2[:, None] * (H * K) + o_k[None, :], mask=m_t2[:, None] & m_k[None, :], other=0.)
-    b_q2 = tl.load(q + o_t2[:, None] * (H * K) + o_k[None, :], mask=m_t2[:, None] & m_k[None, :], other=0.)
-    b_g2 = tl.load(g + o_t2[:, None] * (H * K) + o_k[None, :], mask=m_t2[:, None] & m_k[None, :], other=0.).to(tl.float32)
-    b_g2 = tl.where(m_t2[:, None] & m_k[None, :], b_g2, 0.)
-    b_b2 = b_r2[None, :] + tl.cumsum(b_g2, axis=0)
-    b_r3 = b_r2 + tl.sum(b_g2, axis=0)
-    b_k3 = tl.load(k + o_t3[:, None] * (H * K) + o_k[None, :], mask=m_t3[:, None] & m_k[None, :], other=0.)
-    b_q3 = tl.load(q + o_t3[:, None] * (H * K) + o_k[None, :], mask=m_t3[:, None] & m_k[None, :], other=0.)
-    b_g3 = tl.load(g + o_t3[:, None] * (H * K) + o_k[None, :], mask=m_t3[:, None] & m_k[None, :], other=0.).to(tl.float32)
-    b_g3 = tl.where(m_t3[:, None] & m_k[None, :], b_g3, 0.)
-    b_b3 = b_r3[None, :] + tl.cumsum(b_g3, axis=0)
-    b_r4 = b_r3 + tl.sum(b_g3, axis=0)
-
-    # through the state: dq = scale e^b dO h^T, dk = e^(b_C - b) V dh^T
+    b_g = tl.load(g + o_t0[:, None] * (H * K) + o_k[None, :], mask=m_t0[:, None] & m_k[None, :], other=0.).to(tl.float32)
+    b_g = tl.where(m_t0[:, None] & m_k[None, :], b_g, 0.)
+    b_r1 = b_r0 + tl.sum(b_g, axis=0)
+    b_g = tl.load(g + o_t1[:, None] * (H * K) + o_k[None, :], mask=m_t1[:, None] & m_k[None, :], other=0.).to(tl.float32)
+    b_g = tl.where(m_t1[:, None] & m_k[None, :], b_g, 0.)
+    b_r2 = b_r1 + tl.sum(b_g, axis=0)
+    b_g = tl.load(g + o_t2[:, None] * (H * K) + o_k[None, :], mask=m_t2[:, None] & m_k[None, :], other=0.).to(tl.float32)
+    b_g = tl.where(m_t2[:, None] & m_k[None, :], b_g, 0.)
+    b_r3 = b_r2 + tl.sum(b_g, axis=0)
+    b_g = tl.load(g + o_t3[:, None] * (H * K) + o_k[None, :], mask=m_t3[:, None] & m_k[None, :], other=0.).to(tl.float32)
+    b_g = tl.where(m_t3[:, None] & m_k[None, :], b_g, 0.)
+    b_r4 = b_r3 + tl.sum(b_g, axis=0)
     b_hdh = tl.zeros([BK], dtype=tl.float32)
-    b_dq0 = tl.zeros([BC, BK], dtype=tl.float32)
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_hv = (o_v < V)[:, None] & m_k[None, :]
+        b_h = tl.load(h + o_v[:, None] + o_k[None, :] * V, mask=m_hv, other=0.).to(tl.float32)
+        b_dh = tl.load(dh + o_v[:, None] + o_k[None, :] * V, mask=m_hv, other=0.).to(tl.float32)
+        b_hdh += tl.sum(b_h * b_dh, axis=0)
     b_dk0 = tl.zeros([BC, BK], dtype=tl.float32)
-    b_dq1 = tl.zeros([BC, BK], dtype=tl.float32)
     b_dk1 = tl.zeros([BC, BK], dtype=tl.float32)
-    b_dq2 = tl.zeros([BC, BK], dtype=tl.float32)
     b_dk2 = tl.zeros([BC, BK], dtype=tl.float32)
-    b_dq3 = tl.zeros([BC, BK], dtype=tl.float32)
-    b_dk3 = tl.zeros([BC, BK], dtype=tl.float32)
+    b_kdk = tl.zeros([BK], dtype=tl.float32)
+    b_carry = tl.zeros([BK], dtype=tl.float32)
+
+    # sub-block 3
+    m_ck = m_t3[:, None] & m_k[None, :]
+    b_q = tl.load(q + o_t3[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.)
+    b_k = tl.load(k + o_t3[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.)
+    b_g = tl.load(g + o_t3[:, None] * (H * K) + o_k[None, :], mask=m_t3[:, None] & m_k[None, :], other=0.).to(tl.float32)
+    b_g = tl.where(m_t3[:, None] & m_k[None, :], b_g, 0.)
+    b_b = b_r3[None, :] + tl.cumsum(b_g, axis=0)
+    # through the state: dq = scale e^b dO h^T, dk = e^(b_C - b) V dh^T
+    b_dq = tl.zeros([BC, BK], dtype=tl.float32)
+    b_dk = tl.zeros([BC, BK], dtype=tl.float32)
     for i_v in range(tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         b_h = tl.load(h + o_v[:, None] + o_k[None, :] * V, mask=m_v[:, None] & m_k[None, :], other=0.)
         b_dh = tl.load(dh + o_v[:, None] + o_k[None, :] * V, mask=m_v[:, None] & m_k[None, :], other=0.)
-        b_hdh += tl.sum(b_h.to(tl.float32) * b_dh.to(tl.float32), axis=0)
-        b_do = tl.load(do + o_t0[:, None] * (H * V) + o_v[None, :], mask=m_t0[:, None] & m_v[None, :], other=0.)
-        b_v = tl.load(v + o_t0[:, None] * (H * V) + o_v[None, :], mask=m_t0[:, None] & m_v[None, :], other=0.)
-        b_dq0 = tl.dot(b_do, b_h.to(b_do.dtype), b_dq0)
-        b_dk0 = tl.dot(b_v, b_dh.to(b_v.dtype), b_dk0)
-        b_do = tl.load(do + o_t1[:, None] * (H * V) + o_v[None, :], mask=m_t1[:, None] & m_v[None, :], other=0.)
-        b_v = tl.load(v + o_t1[:, None] * (H * V) + o_v[None, :], mask=m_t1[:, None] & m_v[None, :], other=0.)
-        b_dq1 = tl.dot(b_do, b_h.to(b_do.dtype), b_dq1)
-        b_dk1 = tl.dot(b_v, b_dh.to(b_v.dtype), b_dk1)
-        b_do = tl.load(do + o_t2[:, None] * (H * V) + o_v[None, :], mask=m_t2[:, None] & m_v[None, :], other=0.)
-        b_v = tl.load(v + o_t2[:, None] * (H * V) + o_v[None, :], mask=m_t2[:, None] & m_v[None, :], other=0.)
-        b_dq2 = tl.dot(b_do, b_h.to(b_do.dtype), b_dq2)
-        b_dk2 = tl.dot(b_v, b_dh.to(b_v.dtype), b_dk2)
         b_do = tl.load(do + o_t3[:, None] * (H * V) + o_v[None, :], mask=m_t3[:, None] & m_v[None, :], other=0.)
         b_v = tl.load(v + o_t3[:, None] * (H * V) + o_v[None, :], mask=m_t3[:, None] & m_v[None, :], other=0.)
-        b_dq3 = tl.dot(b_do, b_h.to(b_do.dtype), b_dq3)
-        b_dk3 = tl.dot(b_v, b_dh.to(b_v.dtype), b_dk3)
-    b_kdk = tl.zeros([BK], dtype=tl.float32)
-    b_dq0 *= scale * tl.exp(b_b0)
-    b_dk0 *= tl.where(m_t0[:, None], tl.exp(b_r4[None, :] - b_b0), 0.)
-    b_kdk += tl.sum(b_k0.to(tl.float32) * b_dk0, axis=0)
-    b_dq1 *= scale * tl.exp(b_b1)
-    b_dk1 *= tl.where(m_t1[:, None], tl.exp(b_r4[None, :] - b_b1), 0.)
-    b_kdk += tl.sum(b_k1.to(tl.float32) * b_dk1, axis=0)
-    b_dq2 *= scale * tl.exp(b_b2)
-    b_dk2 *= tl.where(m_t2[:, None], tl.exp(b_r4[None, :] - b_b2), 0.)
-    b_kdk += tl.sum(b_k2.to(tl.float32) * b_dk2, axis=0)
-    b_dq3 *= scale * tl.exp(b_b3)
-    b_dk3 *= tl.where(m_t3[:, None], tl.exp(b_r4[None, :] - b_b3), 0.)
-    b_kdk += tl.sum(b_k3.to(tl.float32) * b_dk3, axis=0)
-
-    # through A, off-diagonal blocks: rescaled matmuls
+        b_dq = tl.dot(b_do, b_h.to(b_do.dtype), b_dq)
+        b_dk = tl.dot(b_v, b_dh.to(b_v.dtype), b_dk)
+    b_dq *= scale * tl.exp(b_b)
+    b_dk *= tl.where(m_t3[:, None], tl.exp(b_r4[None, :] - b_b), 0.)
+    b_kdk += tl.sum(b_k.to(tl.float32) * b_dk, axis=0)
+    # through A, off-diagonal blocks (3, d < 3): rescaled matmuls
     b_dqs = tl.zeros([BC, BK], dtype=tl.float32)
-    b_dA = tl.load(dA + o_t1[:, None] * (H * BT) + 0 + o_c[None, :], mask=m_t1[:, None], other=0.).to(b_q1.dtype)
-    b_dqs = tl.dot(b_dA, (b_k0 * tl.exp(b_r1[None, :] - b_b0)).to(b_k0.dtype), b_dqs)
-    b_dk0 += tl.dot(tl.trans(b_dA), (b_q1 * tl.exp(b_b1 - b_r1[None, :])).to(b_q1.dtype)) * tl.exp(b_r1[None, :] - b_b0)
-    b_dq1 += b_dqs * tl.exp(b_b1 - b_r1[None, :])
-    b_dqs = tl.zeros([BC, BK], dtype=tl.float32)
-    b_dA = tl.load(dA + o_t2[:, None] * (H * BT) + 0 + o_c[None, :], mask=m_t2[:, None], other=0.).to(b_q2.dtype)
-    b_dqs = tl.dot(b_dA, (b_k0 * tl.exp(b_r2[None, :] - b_b0)).to(b_k0.dtype), b_dqs)
-    b_dk0 += tl.dot(tl.trans(b_dA), (b_q2 * tl.exp(b_b2 - b_r1[None, :])).to(b_q2.dtype)) * tl.exp(b_r1[None, :] - b_b0)
-    b_dA = tl.load(dA + o_t2[:, None] * (H * BT) + 16 + o_c[None, :], mask=m_t2[:, None], other=0.).to(b_q2.dtype)
-    b_dqs = tl.dot(b_dA, (b_k1 * tl.exp(b_r2[None, :] - b_b1)).to(b_k1.dtype), b_dqs)
-    b_dk1 += tl.dot(tl.trans(b_dA), (b_q2 * tl.exp(b_b2 - b_r2[None, :])).to(b_q2.dtype)) * tl.exp(b_r2[None, :] - b_b1)
-    b_dq2 += b_dqs * tl.exp(b_b2 - b_r2[None, :])
-    b_dqs = tl.zeros([BC, BK], dtype=tl.float32)
-    b_dA = tl.load(dA + o_t3[:, None] * (H * BT) + 0 + o_c[None, :], mask=m_t3[:, None], other=0.).to(b_q3.dtype)
-    b_dqs = tl.dot(b_dA, (b_k0 * tl.exp(b_r3[None, :] - b_b0)).to(b_k0.dtype), b_dqs)
-    b_dk0 += tl.dot(tl.trans(b_dA), (b_q3 * tl.exp(b_b3 - b_r1[None, :])).to(b_q3.dtype)) * tl.exp(b_r1[None, :] - b_b0)
-    b_dA = tl.load(dA + o_t3[:, None] * (H * BT) + 16 + o_c[None, :], mask=m_t3[:, None], other=0.).to(b_q3.dtype)
-    b_dqs = tl.dot(b_dA, (b_k1 * tl.exp(b_r3[None, :] - b_b1)).to(b_k1.dtype), b_dqs)
-    b_dk1 += tl.dot(tl.trans(b_dA), (b_q3 * tl.exp(b_b3 - b_r2[None, :])).to(b_q3.dtype)) * tl.exp(b_r2[None, :] - b_b1)
-    b_dA = tl.load(dA + o_t3[:, None] * (H * BT) + 32 + o_c[None, :], mask=m_t3[:, None], other=0.).to(b_q3.dtype)
-    b_dqs = tl.dot(b_dA, (b_k2 * tl.exp(b_r3[None, :] - b_b2)).to(b_k2.dtype), b_dqs)
-    b_dk2 += tl.dot(tl.trans(b_dA), (b_q3 * tl.exp(b_b3 - b_r3[None, :])).to(b_q3.dtype)) * tl.exp(b_r3[None, :] - b_b2)
-    b_dq3 += b_dqs * tl.exp(b_b3 - b_r3[None, :])
-
-    # through A, diagonal blocks: row r is the key row for dq and the query row for dk
-    b_br = b_r0
-    for r in range(BC):
-        m_r = m_k & ((i_t * BT + 0 + r + 0 * o_k) < T)
-        p_r = (i_t * BT + 0 + r) * (H * K) + o_k
-        b_qr = tl.load(q + p_r, mask=m_r, other=0.).to(tl.float32)
-        b_kr = tl.load(k + p_r, mask=m_r, other=0.).to(tl.float32)
-        b_gr = tl.load(g + p_r, mask=m_r, other=0.).to(tl.float32)
-        b_br += tl.where(m_r, b_gr, 0.)
-        # column r of dA (rows i >= r of this block) and row r (columns j <= r)
-        b_dAc = tl.load(dA + o_t0 * (H * BT) + 0 + r, mask=m_t0, other=0.)
-        b_dAr = tl.load(dA + (i_t * BT + 0 + r) * (H * BT) + 0 + o_c,
-                        mask=(i_t * BT + 0 + r + 0 * o_c) < T, other=0.)
-        m_below = o_c >= r
-        m_above = o_c <= r
-        b_dq0 += tl.where(m_below[:, None], b_dAc[:, None] * b_kr[None, :] * tl.exp(tl.where(m_below[:, None], b_b0 - b_br[None, :], 0.)), 0.)
-        b_dk0 += tl.where(m_above[:, None], b_dAr[:, None] * b_qr[None, :] * tl.exp(tl.where(m_above[:, None], b_br[None, :] - b_b0, 0.)), 0.)
-    b_br = b_r1
-    for r in range(BC):
-        m_r = m_k & ((i_t * BT + 16 + r + 0 * o_k) < T)
-        p_r = (i_t * BT + 16 + r) * (H * K) + o_k
-        b_qr = tl.load(q + p_r, mask=m_r, other=0.).to(tl.float32)
-        b_kr = tl.load(k + p_r, mask=m_r, other=0.).to(tl.float32)
-        b_gr = tl.load(g + p_r, mask=m_r, other=0.).to(tl.float32)
-        b_br += tl.where(m_r, b_gr, 0.)
-        # column r of dA (rows i >= r of this block) and row r (columns j <= r)
-        b_dAc = tl.load(dA + o_t1 * (H * BT) + 16 + r, mask=m_t1, other=0.)
-        b_dAr = tl.load(dA + (i_t * BT + 16 + r) * (H * BT) + 16 + o_c,
-                        mask=(i_t * BT + 16 + r + 0 * o_c) < T, other=0.)
-        m_below = o_c >= r
-        m_above = o_c <= r
-        b_dq1 += tl.where(m_below[:, None], b_dAc[:, None] * b_kr[None, :] * tl.exp(tl.where(m_below[:, None], b_b1 - b_br[None, :], 0.)), 0.)
-        b_dk1 += tl.where(m_above[:, None], b_dAr[:, None] * b_qr[None, :] * tl.exp(tl.where(m_above[:, None], b_br[None, :] - b_b1, 0.)), 0.)
-    b_br = b_r2
-    for r in range(BC):
-        m_r = m_k & ((i_t * BT + 32 + r + 0 * o_k) < T)
-        p_r = (i_t * BT + 32 + r) * (H * K) + o_k
-        b_qr = tl.load(q + p_r, mask=m_r, other=0.).to(tl.float32)
-        b_kr = tl.load(k + p_r, mask=m_r, other=0.).to(tl.float32)
-        b_gr = tl.load(g + p_r, mask=m_r, other=0.).to(tl.float32)
-        b_br += tl.where(m_r, b_gr, 0.)
-        # column r of dA (rows i >= r of this block) and row r (columns j <= r)
-        b_dAc = tl.load(dA + o_t2 * (H * BT) + 32 + r, mask=m_t2, other=0.)
-        b_dAr = tl.load(dA + (i_t * BT + 32 + r) * (H * BT) + 32 + o_c,
-                        mask=(i_t * BT + 32 + r + 0 * o_c) < T, other=0.)
-        m_below = o_c >= r
-        m_above = o_c <= r
-        b_dq2 += tl.where(m_below[:, None], b_dAc[:, None] * b_kr[None, :] * tl.exp(tl.where(m_below[:, None], b_b2 - b_br[None, :], 0.)), 0.)
-        b_dk2 += tl.where(m_above[:, None], b_dAr[:, None] * b_qr[None, :] * tl.exp(tl.where(m_above[:, None], b_br[None, :] - b_b2, 0.)), 0.)
+    b_kd = tl.load(k + o_t0[:, None] * (H * K) + o_k[None, :], mask=m_t0[:, None] & m_k[None, :], other=0.)
+    b_gd = tl.load(g + o_t0[:, None] * (H * K) + o_k[None, :], mask=m_t0[:, None] & m_k[None, :], other=0.).to(tl.float32)
+    b_gd = tl.where(m_t0[:, None] & m_k[None, :], b_gd, 0.)
+    b_bd = b_r0[None, :] + tl.cumsum(b_gd, axis=0)
+    b_dA = tl.load(dA + o_t3[:, None] * (H * BT) + 0 + o_c[None, :], mask=m_t3[:, None], other=0.).to(b_q.dtype)
+    b_dqs = tl.dot(b_dA, (b_kd * tl.exp(b_r3[None, :] - b_bd)).to(b_kd.dtype), b_dqs)
+    b_dk0 += tl.dot(tl.trans(b_dA), (b_q * tl.exp(b_b - b_r1[None, :])).to(b_q.dtype)) * tl.exp(b_r1[None, :] - b_bd)
+    b_kd = tl.load(k + o_t1[:, None] * (H * K) + o_k[None, :], mask=m_t1[:, None] & m_k[None, :], other=0.)
+    b_gd = tl.load(g + o_t1[:, None] * (H * K) + o_k[None, :], mask=m_t1[:, None] & m_k[None, :], other=0.).to(tl.float32)
+    b_gd = tl.where(m_t1[:, None] & m_k[None, :], b_gd, 0.)
+    b_bd = b_r1[None, :] + tl.cumsum(b_gd, axis=0)
+    b_dA = tl.load(dA + o_t3[:, None] * (H * BT) + 16 + o_c[None, :], mask=m_t3[:, None], other=0.).to(b_q.dtype)
+    b_dqs = tl.dot(b_dA, (b_kd * tl.exp(b_r3[None, :] - b_bd)).to(b_kd.dtype), b_dqs)
+    b_dk1 += tl.dot(tl.trans(b_dA), (b_q * tl.exp(b_b - b_r2[None, :])).to(b_q.dtype)) * tl.exp(b_r2[None, :] - b_bd)
+    b_kd = tl.load(k + o_t2[:, None] * (H * K) + o_k[None, :], mask=m_t2[:, None] & m_k[None, :], other=0.)
+    b_gd = tl.load(g + o_t2[:, None] * (H * K) + o_k[None, :], mask=m_t2[:, None] & m_k[None, :], other=0.).to(tl.float32)
+    b_gd = tl.where(m_t2[:, None] & m_k[None, :], b_gd, 0.)
+    b_bd = b_r2[None, :] + tl.cumsum(b_gd, axis=0)
+    b_dA = tl.load(dA + o_t3[:, None] * (H * BT) + 32 + o_c[None, :], mask=m_t3[:, None], other=0.).to(b_q.dtype)
+    b_dqs = tl.dot(b_dA, (b_kd * tl.exp(b_r3[None, :] - b_bd)).to(b_kd.dtype), b_dqs)
+    b_dk2 += tl.dot(tl.trans(b_dA), (b_q * tl.exp(b_b - b_r3[None, :])).to(b_q.dtype)) * tl.exp(b_r3[None, :] - b_bd)
+    b_dq += b_dqs * tl.exp(b_b - b_r3[None, :])
+    # through A, the diagonal block: row r is the key row for dq and the query row for dk
     b_br = b_r3
     for r in range(BC):
         m_r = m_k & ((i_t * BT + 48 + r + 0 * o_k) < T)
@@ -968,49 +900,203 @@ def hgrn2attention_s_grad_kernel(
                         mask=(i_t * BT + 48 + r + 0 * o_c) < T, other=0.)
         m_below = o_c >= r
         m_above = o_c <= r
-        b_dq3 += tl.where(m_below[:, None], b_dAc[:, None] * b_kr[None, :] * tl.exp(tl.where(m_below[:, None], b_b3 - b_br[None, :], 0.)), 0.)
-        b_dk3 += tl.where(m_above[:, None], b_dAr[:, None] * b_qr[None, :] * tl.exp(tl.where(m_above[:, None], b_br[None, :] - b_b3, 0.)), 0.)
+        b_dq += tl.where(m_below[:, None], b_dAc[:, None] * b_kr[None, :] * tl.exp(tl.where(m_below[:, None], b_b - b_br[None, :], 0.)), 0.)
+        b_dk += tl.where(m_above[:, None], b_dAr[:, None] * b_qr[None, :] * tl.exp(tl.where(m_above[:, None], b_br[None, :] - b_b, 0.)), 0.)
+    # db = q dq - k dk; dg = its reverse cumsum (the last row's term comes in the last pass)
+    b_db = tl.where(m_ck, b_q.to(tl.float32) * b_dq - b_k.to(tl.float32) * b_dk, 0.)
+    tl.store(dg + o_t3[:, None] * (H * K) + o_k[None, :], tl.cumsum(b_db, axis=0, reverse=True) + b_carry[None, :], mask=m_ck)
+    b_carry += tl.sum(b_db, axis=0)
+    tl.store(dq + o_t3[:, None] * (H * K) + o_k[None, :], b_dq.to(dq.dtype.element_ty), mask=m_ck)
+    tl.store(dk + o_t3[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_ck)
 
-    # db = q dq - k dk (+ e^b_C h . dh + sum_j k_j dk_j at the last row); dg = reverse cumsum
+    # sub-block 2
+    m_ck = m_t2[:, None] & m_k[None, :]
+    b_q = tl.load(q + o_t2[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.)
+    b_k = tl.load(k + o_t2[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.)
+    b_g = tl.load(g + o_t2[:, None] * (H * K) + o_k[None, :], mask=m_t2[:, None] & m_k[None, :], other=0.).to(tl.float32)
+    b_g = tl.where(m_t2[:, None] & m_k[None, :], b_g, 0.)
+    b_b = b_r2[None, :] + tl.cumsum(b_g, axis=0)
+    # through the state: dq = scale e^b dO h^T, dk = e^(b_C - b) V dh^T
+    b_dq = tl.zeros([BC, BK], dtype=tl.float32)
+    b_dk = tl.zeros([BC, BK], dtype=tl.float32)
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        b_h = tl.load(h + o_v[:, None] + o_k[None, :] * V, mask=m_v[:, None] & m_k[None, :], other=0.)
+        b_dh = tl.load(dh + o_v[:, None] + o_k[None, :] * V, mask=m_v[:, None] & m_k[None, :], other=0.)
+        b_do = tl.load(do + o_t2[:, None] * (H * V) + o_v[None, :], mask=m_t2[:, None] & m_v[None, :], other=0.)
+        b_v = tl.load(v + o_t2[:, None] * (H * V) + o_v[None, :], mask=m_t2[:, None] & m_v[None, :], other=0.)
+        b_dq = tl.dot(b_do, b_h.to(b_do.dtype), b_dq)
+        b_dk = tl.dot(b_v, b_dh.to(b_v.dtype), b_dk)
+    b_dq *= scale * tl.exp(b_b)
+    b_dk *= tl.where(m_t2[:, None], tl.exp(b_r4[None, :] - b_b), 0.)
+    b_kdk += tl.sum(b_k.to(tl.float32) * b_dk, axis=0)
+    b_dk += b_dk2
+    # through A, off-diagonal blocks (2, d < 2): rescaled matmuls
+    b_dqs = tl.zeros([BC, BK], dtype=tl.float32)
+    b_kd = tl.load(k + o_t0[:, None] * (H * K) + o_k[None, :], mask=m_t0[:, None] & m_k[None, :], other=0.)
+    b_gd = tl.load(g + o_t0[:, None] * (H * K) + o_k[None, :], mask=m_t0[:, None] & m_k[None, :], other=0.).to(tl.float32)
+    b_gd = tl.where(m_t0[:, None] & m_k[None, :], b_gd, 0.)
+    b_bd = b_r0[None, :] + tl.cumsum(b_gd, axis=0)
+    b_dA = tl.load(dA + o_t2[:, None] * (H * BT) + 0 + o_c[None, :], mask=m_t2[:, None], other=0.).to(b_q.dtype)
+    b_dqs = tl.dot(b_dA, (b_kd * tl.exp(b_r2[None, :] - b_bd)).to(b_kd.dtype), b_dqs)
+    b_dk0 += tl.dot(tl.trans(b_dA), (b_q * tl.exp(b_b - b_r1[None, :])).to(b_q.dtype)) * tl.exp(b_r1[None, :] - b_bd)
+    b_kd = tl.load(k + o_t1[:, None] * (H * K) + o_k[None, :], mask=m_t1[:, None] & m_k[None, :], other=0.)
+    b_gd = tl.load(g + o_t1[:, None] * (H * K) + o_k[None, :], mask=m_t1[:, None] & m_k[None, :], other=0.).to(tl.float32)
+    b_gd = tl.where(m_t1[:, None] & m_k[None, :], b_gd, 0.)
+    b_bd = b_r1[None, :] + tl.cumsum(b_gd, axis=0)
+    b_dA = tl.load(dA + o_t2[:, None] * (H * BT) + 16 + o_c[None, :], mask=m_t2[:, None], other=0.).to(b_q.dtype)
+    b_dqs = tl.dot(b_dA, (b_kd * tl.exp(b_r2[None, :] - b_bd)).to(b_kd.dtype), b_dqs)
+    b_dk1 += tl.dot(tl.trans(b_dA), (b_q * tl.exp(b_b - b_r2[None, :])).to(b_q.dtype)) * tl.exp(b_r2[None, :] - b_bd)
+    b_dq += b_dqs * tl.exp(b_b - b_r2[None, :])
+    # through A, the diagonal block: row r is the key row for dq and the query row for dk
+    b_br = b_r2
+    for r in range(BC):
+        m_r = m_k & ((i_t * BT + 32 + r + 0 * o_k) < T)
+        p_r = (i_t * BT + 32 + r) * (H * K) + o_k
+        b_qr = tl.load(q + p_r, mask=m_r, other=0.).to(tl.float32)
+        b_kr = tl.load(k + p_r, mask=m_r, other=0.).to(tl.float32)
+        b_gr = tl.load(g + p_r, mask=m_r, other=0.).to(tl.float32)
+        b_br += tl.where(m_r, b_gr, 0.)
+        # column r of dA (rows i >= r of this block) and row r (columns j <= r)
+        b_dAc = tl.load(dA + o_t2 * (H * BT) + 32 + r, mask=m_t2, other=0.)
+        b_dAr = tl.load(dA + (i_t * BT + 32 + r) * (H * BT) + 32 + o_c,
+                        mask=(i_t * BT + 32 + r + 0 * o_c) < T, other=0.)
+        m_below = o_c >= r
+        m_above = o_c <= r
+        b_dq += tl.where(m_below[:, None], b_dAc[:, None] * b_kr[None, :] * tl.exp(tl.where(m_below[:, None], b_b - b_br[None, :], 0.)), 0.)
+        b_dk += tl.where(m_above[:, None], b_dAr[:, None] * b_qr[None, :] * tl.exp(tl.where(m_above[:, None], b_br[None, :] - b_b, 0.)), 0.)
+    # db = q dq - k dk; dg = its reverse cumsum (the last row's term comes in the last pass)
+    b_db = tl.where(m_ck, b_q.to(tl.float32) * b_dq - b_k.to(tl.float32) * b_dk, 0.)
+    tl.store(dg + o_t2[:, None] * (H * K) + o_k[None, :], tl.cumsum(b_db, axis=0, reverse=True) + b_carry[None, :], mask=m_ck)
+    b_carry += tl.sum(b_db, axis=0)
+    tl.store(dq + o_t2[:, None] * (H * K) + o_k[None, :], b_dq.to(dq.dtype.element_ty), mask=m_ck)
+    tl.store(dk + o_t2[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_ck)
+
+    # sub-block 1
+    m_ck = m_t1[:, None] & m_k[None, :]
+    b_q = tl.load(q + o_t1[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.)
+    b_k = tl.load(k + o_t1[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.)
+    b_g = tl.load(g + o_t1[:, None] * (H * K) + o_k[None, :], mask=m_t1[:, None] & m_k[None, :], other=0.).to(tl.float32)
+    b_g = tl.where(m_t1[:, None] & m_k[None, :], b_g, 0.)
+    b_b = b_r1[None, :] + tl.cumsum(b_g, axis=0)
+    # through the state: dq = scale e^b dO h^T, dk = e^(b_C - b) V dh^T
+    b_dq = tl.zeros([BC, BK], dtype=tl.float32)
+    b_dk = tl.zeros([BC, BK], dtype=tl.float32)
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        b_h = tl.load(h + o_v[:, None] + o_k[None, :] * V, mask=m_v[:, None] & m_k[None, :], other=0.)
+        b_dh = tl.load(dh + o_v[:, None] + o_k[None, :] * V, mask=m_v[:, None] & m_k[None, :], other=0.)
+        b_do = tl.load(do + o_t1[:, None] * (H * V) + o_v[None, :], mask=m_t1[:, None] & m_v[None, :], other=0.)
+        b_v = tl.load(v + o_t1[:, None] * (H * V) + o_v[None, :], mask=m_t1[:, None] & m_v[None, :], other=0.)
+        b_dq = tl.dot(b_do, b_h.to(b_do.dtype), b_dq)
+        b_dk = tl.dot(b_v, b_dh.to(b_v.dtype), b_dk)
+    b_dq *= scale * tl.exp(b_b)
+    b_dk *= tl.where(m_t1[:, None], tl.exp(b_r4[None, :] - b_b), 0.)
+    b_kdk += tl.sum(b_k.to(tl.float32) * b_dk, axis=0)
+    b_dk += b_dk1
+    # through A, off-diagonal blocks (1, d < 1): rescaled matmuls
+    b_dqs = tl.zeros([BC, BK], dtype=tl.float32)
+    b_kd = tl.load(k + o_t0[:, None] * (H * K) + o_k[None, :], mask=m_t0[:, None] & m_k[None, :], other=0.)
+    b_gd = tl.load(g + o_t0[:, None] * (H * K) + o_k[None, :], mask=m_t0[:, None] & m_k[None, :], other=0.).to(tl.float32)
+    b_gd = tl.where(m_t0[:, None] & m_k[None, :], b_gd, 0.)
+    b_bd = b_r0[None, :] + tl.cumsum(b_gd, axis=0)
+    b_dA = tl.load(dA + o_t1[:, None] * (H * BT) + 0 + o_c[None, :], mask=m_t1[:, None], other=0.).to(b_q.dtype)
+    b_dqs = tl.dot(b_dA, (b_kd * tl.exp(b_r1[None, :] - b_bd)).to(b_kd.dtype), b_dqs)
+    b_dk0 += tl.dot(tl.trans(b_dA), (b_q * tl.exp(b_b - b_r1[None, :])).to(b_q.dtype)) * tl.exp(b_r1[None, :] - b_bd)
+    b_dq += b_dqs * tl.exp(b_b - b_r1[None, :])
+    # through A, the diagonal block: row r is the key row for dq and the query row for dk
+    b_br = b_r1
+    for r in range(BC):
+        m_r = m_k & ((i_t * BT + 16 + r + 0 * o_k) < T)
+        p_r = (i_t * BT + 16 + r) * (H * K) + o_k
+        b_qr = tl.load(q + p_r, mask=m_r, other=0.).to(tl.float32)
+        b_kr = tl.load(k + p_r, mask=m_r, other=0.).to(tl.float32)
+        b_gr = tl.load(g + p_r, mask=m_r, other=0.).to(tl.float32)
+        b_br += tl.where(m_r, b_gr, 0.)
+        # column r of dA (rows i >= r of this block) and row r (columns j <= r)
+        b_dAc = tl.load(dA + o_t1 * (H * BT) + 16 + r, mask=m_t1, other=0.)
+        b_dAr = tl.load(dA + (i_t * BT + 16 + r) * (H * BT) + 16 + o_c,
+                        mask=(i_t * BT + 16 + r + 0 * o_c) < T, other=0.)
+        m_below = o_c >= r
+        m_above = o_c <= r
+        b_dq += tl.where(m_below[:, None], b_dAc[:, None] * b_kr[None, :] * tl.exp(tl.where(m_below[:, None], b_b - b_br[None, :], 0.)), 0.)
+        b_dk += tl.where(m_above[:, None], b_dAr[:, None] * b_qr[None, :] * tl.exp(tl.where(m_above[:, None], b_br[None, :] - b_b, 0.)), 0.)
+    # db = q dq - k dk; dg = its reverse cumsum (the last row's term comes in the last pass)
+    b_db = tl.where(m_ck, b_q.to(tl.float32) * b_dq - b_k.to(tl.float32) * b_dk, 0.)
+    tl.store(dg + o_t1[:, None] * (H * K) + o_k[None, :], tl.cumsum(b_db, axis=0, reverse=True) + b_carry[None, :], mask=m_ck)
+    b_carry += tl.sum(b_db, axis=0)
+    tl.store(dq + o_t1[:, None] * (H * K) + o_k[None, :], b_dq.to(dq.dtype.element_ty), mask=m_ck)
+    tl.store(dk + o_t1[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_ck)
+
+    # sub-block 0
+    m_ck = m_t0[:, None] & m_k[None, :]
+    b_q = tl.load(q + o_t0[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.)
+    b_k = tl.load(k + o_t0[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.)
+    b_g = tl.load(g + o_t0[:, None] * (H * K) + o_k[None, :], mask=m_t0[:, None] & m_k[None, :], other=0.).to(tl.float32)
+    b_g = tl.where(m_t0[:, None] & m_k[None, :], b_g, 0.)
+    b_b = b_r0[None, :] + tl.cumsum(b_g, axis=0)
+    # through the state: dq = scale e^b dO h^T, dk = e^(b_C - b) V dh^T
+    b_dq = tl.zeros([BC, BK], dtype=tl.float32)
+    b_dk = tl.zeros([BC, BK], dtype=tl.float32)
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_v = o_v < V
+        b_h = tl.load(h + o_v[:, None] + o_k[None, :] * V, mask=m_v[:, None] & m_k[None, :], other=0.)
+        b_dh = tl.load(dh + o_v[:, None] + o_k[None, :] * V, mask=m_v[:, None] & m_k[None, :], other=0.)
+        b_do = tl.load(do + o_t0[:, None] * (H * V) + o_v[None, :], mask=m_t0[:, None] & m_v[None, :], other=0.)
+        b_v = tl.load(v + o_t0[:, None] * (H * V) + o_v[None, :], mask=m_t0[:, None] & m_v[None, :], other=0.)
+        b_dq = tl.dot(b_do, b_h.to(b_do.dtype), b_dq)
+        b_dk = tl.dot(b_v, b_dh.to(b_v.dtype), b_dk)
+    b_dq *= scale * tl.exp(b_b)
+    b_dk *= tl.where(m_t0[:, None], tl.exp(b_r4[None, :] - b_b), 0.)
+    b_kdk += tl.sum(b_k.to(tl.float32) * b_dk, axis=0)
+    b_dk += b_dk0
+    # through A, the diagonal block: row r is the key row for dq and the query row for dk
+    b_br = b_r0
+    for r in range(BC):
+        m_r = m_k & ((i_t * BT + 0 + r + 0 * o_k) < T)
+        p_r = (i_t * BT + 0 + r) * (H * K) + o_k
+        b_qr = tl.load(q + p_r, mask=m_r, other=0.).to(tl.float32)
+        b_kr = tl.load(k + p_r, mask=m_r, other=0.).to(tl.float32)
+        b_gr = tl.load(g + p_r, mask=m_r, other=0.).to(tl.float32)
+        b_br += tl.where(m_r, b_gr, 0.)
+        # column r of dA (rows i >= r of this block) and row r (columns j <= r)
+        b_dAc = tl.load(dA + o_t0 * (H * BT) + 0 + r, mask=m_t0, other=0.)
+        b_dAr = tl.load(dA + (i_t * BT + 0 + r) * (H * BT) + 0 + o_c,
+                        mask=(i_t * BT + 0 + r + 0 * o_c) < T, other=0.)
+        m_below = o_c >= r
+        m_above = o_c <= r
+        b_dq += tl.where(m_below[:, None], b_dAc[:, None] * b_kr[None, :] * tl.exp(tl.where(m_below[:, None], b_b - b_br[None, :], 0.)), 0.)
+        b_dk += tl.where(m_above[:, None], b_dAr[:, None] * b_qr[None, :] * tl.exp(tl.where(m_above[:, None], b_br[None, :] - b_b, 0.)), 0.)
+    # db = q dq - k dk; dg = its reverse cumsum (the last row's term comes in the last pass)
+    b_db = tl.where(m_ck, b_q.to(tl.float32) * b_dq - b_k.to(tl.float32) * b_dk, 0.)
+    tl.store(dg + o_t0[:, None] * (H * K) + o_k[None, :], tl.cumsum(b_db, axis=0, reverse=True) + b_carry[None, :], mask=m_ck)
+    b_carry += tl.sum(b_db, axis=0)
+    tl.store(dq + o_t0[:, None] * (H * K) + o_k[None, :], b_dq.to(dq.dtype.element_ty), mask=m_ck)
+    tl.store(dk + o_t0[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_ck)
+    tl.debug_barrier()
+
+    # the last row's e^b_C h . dh + sum_j k_j dk_j reaches every row of the chunk
     b_last = tl.exp(b_r4) * b_hdh + b_kdk
-    b_carry = tl.zeros([BK], dtype=tl.float32)
-    m_last = (o_t3 == T - 1) | ((o_t3 == i_t * BT + BT - 1) & m_t3)
-    b_db = b_q3.to(tl.float32) * b_dq3 - b_k3.to(tl.float32) * b_dk3 + tl.where(m_last[:, None], b_last[None, :], 0.)
-    b_db = tl.where(m_t3[:, None] & m_k[None, :], b_db, 0.)
-    b_dg = tl.cumsum(b_db, axis=0, reverse=True) + b_carry[None, :]
-    b_carry += tl.sum(b_db, axis=0)
-    tl.store(dg + o_t3[:, None] * (H * K) + o_k[None, :], b_dg.to(dg.dtype.element_ty), mask=m_t3[:, None] & m_k[None, :])
-    tl.store(dq + o_t3[:, None] * (H * K) + o_k[None, :], b_dq3.to(dq.dtype.element_ty), mask=m_t3[:, None] & m_k[None, :])
-    tl.store(dk + o_t3[:, None] * (H * K) + o_k[None, :], b_dk3.to(dk.dtype.element_ty), mask=m_t3[:, None] & m_k[None, :])
-    m_last = (o_t2 == T - 1) | ((o_t2 == i_t * BT + BT - 1) & m_t2)
-    b_db = b_q2.to(tl.float32) * b_dq2 - b_k2.to(tl.float32) * b_dk2 + tl.where(m_last[:, None], b_last[None, :], 0.)
-    b_db = tl.where(m_t2[:, None] & m_k[None, :], b_db, 0.)
-    b_dg = tl.cumsum(b_db, axis=0, reverse=True) + b_carry[None, :]
-    b_carry += tl.sum(b_db, axis=0)
-    tl.store(dg + o_t2[:, None] * (H * K) + o_k[None, :], b_dg.to(dg.dtype.element_ty), mask=m_t2[:, None] & m_k[None, :])
-    tl.store(dq + o_t2[:, None] * (H * K) + o_k[None, :], b_dq2.to(dq.dtype.element_ty), mask=m_t2[:, None] & m_k[None, :])
-    tl.store(dk + o_t2[:, None] * (H * K) + o_k[None, :], b_dk2.to(dk.dtype.element_ty), mask=m_t2[:, None] & m_k[None, :])
-    m_last = (o_t1 == T - 1) | ((o_t1 == i_t * BT + BT - 1) & m_t1)
-    b_db = b_q1.to(tl.float32) * b_dq1 - b_k1.to(tl.float32) * b_dk1 + tl.where(m_last[:, None], b_last[None, :], 0.)
-    b_db = tl.where(m_t1[:, None] & m_k[None, :], b_db, 0.)
-    b_dg = tl.cumsum(b_db, axis=0, reverse=True) + b_carry[None, :]
-    b_carry += tl.sum(b_db, axis=0)
-    tl.store(dg + o_t1[:, None] * (H * K) + o_k[None, :], b_dg.to(dg.dtype.element_ty), mask=m_t1[:, None] & m_k[None, :])
-    tl.store(dq + o_t1[:, None] * (H * K) + o_k[None, :], b_dq1.to(dq.dtype.element_ty), mask=m_t1[:, None] & m_k[None, :])
-    tl.store(dk + o_t1[:, None] * (H * K) + o_k[None, :], b_dk1.to(dk.dtype.element_ty), mask=m_t1[:, None] & m_k[None, :])
-    m_last = (o_t0 == T - 1) | ((o_t0 == i_t * BT + BT - 1) & m_t0)
-    b_db = b_q0.to(tl.float32) * b_dq0 - b_k0.to(tl.float32) * b_dk0 + tl.where(m_last[:, None], b_last[None, :], 0.)
-    b_db = tl.where(m_t0[:, None] & m_k[None, :], b_db, 0.)
-    b_dg = tl.cumsum(b_db, axis=0, reverse=True) + b_carry[None, :]
-    b_carry += tl.sum(b_db, axis=0)
-    tl.store(dg + o_t0[:, None] * (H * K) + o_k[None, :], b_dg.to(dg.dtype.element_ty), mask=m_t0[:, None] & m_k[None, :])
-    tl.store(dq + o_t0[:, None] * (H * K) + o_k[None, :], b_dq0.to(dq.dtype.element_ty), mask=m_t0[:, None] & m_k[None, :])
-    tl.store(dk + o_t0[:, None] * (H * K) + o_k[None, :], b_dk0.to(dk.dtype.element_ty), mask=m_t0[:, None] & m_k[None, :])
+    m_ck = m_t0[:, None] & m_k[None, :]
+    b_dg = tl.load(dg + o_t0[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.) + b_last[None, :]
+    tl.store(dg + o_t0[:, None] * (H * K) + o_k[None, :], b_dg, mask=m_ck)
+    m_ck = m_t1[:, None] & m_k[None, :]
+    b_dg = tl.load(dg + o_t1[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.) + b_last[None, :]
+    tl.store(dg + o_t1[:, None] * (H * K) + o_k[None, :], b_dg, mask=m_ck)
+    m_ck = m_t2[:, None] & m_k[None, :]
+    b_dg = tl.load(dg + o_t2[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.) + b_last[None, :]
+    tl.store(dg + o_t2[:, None] * (H * K) + o_k[None, :], b_dg, mask=m_ck)
+    m_ck = m_t3[:, None] & m_k[None, :]
+    b_dg = tl.load(dg + o_t3[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.) + b_last[None, :]
+    tl.store(dg + o_t3[:, None] * (H * K) + o_k[None, :], b_dg, mask=m_ck)
 
 
 hgrn2attention_s_grad = _Launcher(hgrn2attention_s_grad_kernel, [
     triton.Config({'BK': BK, 'BV': BV}, num_warps=num_warps, num_stages=2)
-    for BK, BV, num_warps in ((32, 16, 4), (32, 16, 8), (16, 16, 4), (16, 32, 4))
+    for BK, BV, num_warps in ((32, 32, 4), (32, 16, 8), (32, 32, 8))
 ], key=['H', 'K', 'V', 'BT', 'IS_VARLEN'])
 
 
@@ -1136,7 +1222,7 @@ def hgrn2attention_s_bwd(q, k, v, g, scale, initial_state, do, dht, cu_seqlens,
     dq = torch.empty_like(q)
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
-    dg = torch.empty_like(g)
+    dg = torch.empty_like(g, dtype=torch.float32)  # the grad kernel adds to it in a last pass
     dA = q.new_empty(B, T, H, CHUNK_SIZE, dtype=torch.float32)
     hgrn2attention_s_bwd_dav[(NT, B * H)](
         k=k, v=v, g=g, A=A, do=do, dh=dh, dv=dv, dA=dA, cu_seqlens=cu_seqlens,
@@ -1146,6 +1232,7 @@ def hgrn2attention_s_bwd(q, k, v, g, scale, initial_state, do, dht, cu_seqlens,
         q=q, k=k, v=v, g=g, h=h, dh=dh, do=do, dA=dA, dq=dq, dk=dk, dg=dg,
         cu_seqlens=cu_seqlens, chunk_indices=chunk_indices, scale=scale, T=T, H=H, K=K, V=V,
         BT=CHUNK_SIZE, BC=16, IS_VARLEN=is_varlen)
+    dg = dg.to(g.dtype)
     return dq, dk, dv, dg, dh0
 
 

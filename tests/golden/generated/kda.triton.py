@@ -1073,7 +1073,7 @@ def kimideltaattention_s_bwd_state_kernel(
 
 kimideltaattention_s_bwd_state = _Launcher(kimideltaattention_s_bwd_state_kernel, [
     triton.Config({'BV': BV}, num_warps=num_warps, num_stages=num_stages)
-    for BV, num_warps, num_stages in ((64, 8, 2), (64, 8, 3), (32, 8, 2))
+    for BV, num_warps, num_stages in ((64, 8, 2), (32, 8, 2))
 ], key=['H', 'K', 'V', 'BT', 'BK', 'USE_INITIAL_STATE', 'USE_FINAL_STATE_GRADIENT', 'IS_VARLEN'])
 
 

@@ -1054,7 +1054,7 @@ def rwkv7attention_s_bwd_state_kernel(
 
 rwkv7attention_s_bwd_state = _Launcher(rwkv7attention_s_bwd_state_kernel, [
     triton.Config({'BV': BV}, num_warps=num_warps, num_stages=num_stages)
-    for BV, num_warps, num_stages in ((64, 8, 2), (64, 8, 3), (32, 8, 2))
+    for BV, num_warps, num_stages in ((64, 8, 2), (32, 8, 2))
 ], key=['H', 'K', 'V', 'BT', 'BK', 'USE_INITIAL_STATE', 'USE_FINAL_STATE_GRADIENT', 'IS_VARLEN'])
 
 
@@ -1804,7 +1804,7 @@ dr = beta X, dk = dk0 + dY (final), dbeta += R . X, and the gradient of gc from 
 
 rwkv7attention_s_pairs_wy = _Launcher(rwkv7attention_s_pairs_wy_kernel, [
     triton.Config({'BK': BK}, num_warps=num_warps, num_stages=2)
-    for BK, num_warps in ((32, 4), (32, 2), (16, 4))
+    for BK, num_warps in ((32, 4), (32, 8), (64, 8))
 ], key=['H', 'K', 'BT', 'IS_VARLEN'])
 
 
