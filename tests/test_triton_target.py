@@ -95,6 +95,31 @@ def test_every_example_runs_fused_kernels_that_match_the_torch_target(name, tmp_
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
 
 
+KERNEL_FAMILY = {  # example -> the kernels its one state runs (linarch.kernels.spec.Transition)
+    "comba": "iplr",
+    "content_sharp_router": "delta",
+    "deltanet": "delta",
+    "deltaproduct": "gated_delta, 2 micro-steps",
+    "fusion_gated_fir": "gated_delta",
+    "gated_deltanet": "gated_delta",
+    "gla": "diagonal_decay",
+    "hgrn2": "diagonal_decay",
+    "kda": "channel_gated_delta",
+    "linear_attention": "identity",
+    "mamba2": "scalar_decay",
+    "retnet": "constant_decay",
+    "rwkv7": "dplr",
+    "simple_gla": "scalar_decay",
+}
+
+
+def test_the_plan_picks_the_most_specific_kernel_family_of_each_example():
+    assert set(KERNEL_FAMILY) == set(EXAMPLES)
+    for name, family in KERNEL_FAMILY.items():
+        (state,) = linarch.build(f"examples/{name}.lin", target="triton").plan.states
+        assert state.how.startswith(f"fused Triton kernels ({family}) on GPU"), (name, state.how)
+
+
 TWO_READS = """mixer TwoReads(hidden_size = 32, num_heads = 2):
     H = num_heads
     d = hidden_size / H
