@@ -77,9 +77,10 @@ TARGETS = tuple(t.value for t in Target)
 
 def options(target: str | Target = "torch", *, chunk_size: int = 64,
             kernel_dtype: str | None = None) -> CompileOptions:
-    """The one options object for a target. For triton the kernels take bf16 inputs and are
-    autotuned, except under TRITON_INTERPRET=1 (fp32, one fixed config: the interpreter can
-    neither autotune nor compute in bf16), read here, once, into the options."""
+    """The one options object for a target. For triton the kernels take bf16 inputs, except
+    under TRITON_INTERPRET=1 (fp32: the interpreter computes bf16 wrong), read here, once, into
+    the options. They always autotune on a GPU: whether a kernel can (not under the interpreter,
+    which has no GPU to time on) is decided when the file is imported, not when generated."""
     name = target.value if isinstance(target, Target) else target
     if name not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
@@ -92,7 +93,7 @@ def options(target: str | Target = "torch", *, chunk_size: int = 64,
 
     interpreting = os.environ.get("TRITON_INTERPRET") == "1"
     dtype = kernel_dtype or ("fp32" if interpreting else "bf16")
-    return CompileOptions(target, chunk_size, dtype, autotune=not interpreting)
+    return CompileOptions(target, chunk_size, dtype)
 
 
 def build(path_or_source: Sourceish, target: str | Target = "torch", *, chunk_size: int = 64,
