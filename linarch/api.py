@@ -96,6 +96,26 @@ def options(target: str | Target = "torch", *, chunk_size: int = 64,
     return CompileOptions(target, chunk_size, dtype)
 
 
+def backend(device_type: str) -> str:
+    """Which target's code runs a compiled layer on a device of this type: "triton" (the fused
+    kernels) on CUDA, or anywhere under TRITON_INTERPRET=1, when triton is installed; "torch"
+    (the chunked PyTorch form, also the reference) otherwise."""
+    import importlib.util
+    import os
+
+    runs_kernels = device_type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
+    return "triton" if runs_kernels and importlib.util.find_spec("triton") else "torch"
+
+
+def default_target() -> str:
+    """The target that training, the search's evaluation and the HF model compile for: triton
+    where a CUDA device is present (its file falls back to the torch form on CPU tensors),
+    torch on a CPU-only machine."""
+    import torch
+
+    return backend("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def build(path_or_source: Sourceish, target: str | Target = "torch", *, chunk_size: int = 64,
           kernel_dtype: str | None = None) -> Compiled:
     """The one compile result of a program (analysis, generated text, layer class,
