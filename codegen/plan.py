@@ -114,15 +114,22 @@ class ChunkPlan:
 
 @dataclass(frozen=True)
 class KernelPlan:
-    """A chunk plan that a fused kernel implements: q, k, v (and g, beta) for its ``spec``."""
+    """A chunk plan that fused kernels implement: the operands of ``spec``'s entry point
+    ``chunk_<name>(q, k, v, *inputs)`` (linarch.kernels.render.input_names gives the order).
+
+    ``k``, ``v`` and ``beta`` hold one product per micro-step (the kernels take them
+    interleaved along time, '(t n)' order); ``vectors`` are the [B, T, H, K] inputs that come
+    before g: IPLR's read key p, DPLR's a and b. ``g`` is None where the state has no decay
+    (a kernel that takes one gets zeros)."""
 
     chunk: ChunkPlan
     spec: object  # linarch.kernels.spec.KernelSpec
     q: Product
-    k: Product
-    v: Product
+    k: tuple[Product, ...]
+    v: tuple[Product, ...]
     g: tuple[LogTerm, ...] | None
-    beta: Product | None
+    beta: tuple[Product, ...] | None
+    vectors: tuple[Product, ...] = ()
 
     @property
     def rec(self) -> Recurrence:
@@ -130,7 +137,9 @@ class KernelPlan:
 
     @property
     def how(self) -> str:
-        return "fused Triton kernels on GPU; " + self.chunk.how
+        spec = self.spec
+        steps = f", {spec.micro_steps} micro-steps" if spec.micro_steps > 1 else ""
+        return f"fused Triton kernels ({spec.transition.value}{steps}) on GPU; " + self.chunk.how
 
 
 @dataclass(frozen=True)
@@ -251,44 +260,93 @@ def _write_groups(writes, v_axes, k_axes) -> list[tuple[tuple[Product, ...], tup
 
 
 def _kernel(unit: Unit, chunk: ChunkPlan) -> KernelPlan | str:
-    """The fused kernel for this chunk plan, or why there is none (see linarch.kernels.spec)."""
-    from linarch.kernels.spec import KernelSpec
+    """The fused kernels for this chunk plan, or why there are none (linarch.kernels.spec lists
+    what each kernel family computes). The most specific family wins: the decay-only classes,
+    the delta rule (plain, scalar-gated or per-channel gated, with micro-steps), IPLR, and any
+    other single rank-one transition through the general DPLR kernels."""
+    from linarch.kernels.spec import MAX_MICRO_STEPS, KernelSpec
     from linarch.kernels.spec import Transition as KT
 
     rec = chunk.rec
     if chunk.layout is not Layout.HEADS or rec.frame.rank != 3:
         return "the kernels take [heads, dv, dk] states laid out by heads"
-    if len(chunk.positions) != 1 or len(rec.reads) != 1:
-        return "the kernels run one micro-step and one readout S @ q per token"
-    pos = chunk.positions[0]
-    if pos.read is None or len(pos.v) != 1 or len(pos.k) != 1:
-        return "the kernels run one micro-step and one readout S @ q per token"
-    gate, cls = rec.gate, rec.cls
-    v, k = pos.v[0], pos.k[0]
-    if k.sign < 0 or k.logs or v.logs:
+    positions = chunk.positions
+    last = positions[-1]
+    if len(rec.reads) != 1 or last.read is None or rec.reads[0].after != len(rec.steps):
+        return "the kernels read S @ q once per token, after its update"
+    if any(len(p.v) != 1 or len(p.k) != 1 for p in positions):
+        return "the kernels take one write v k^T per micro-step"
+    if any(p.k[0].sign < 0 or p.k[0].logs or p.v[0].logs for p in positions):
         return "the kernels take a write v k^T with plain v and k"
-    beta = None
-    if cls in (TClass.IDENTITY, TClass.CONSTANT_DECAY, TClass.SCALAR_DECAY,
-               TClass.DIAGONAL_DECAY):
+    name = f"{_ident(unit.module.name)}_{_ident(rec.name)}"
+    q = Product(1, last.read.query)
+    gate, cls = rec.gate, rec.cls
+    if gate in (Gate.ROW, Gate.ENTRY):
+        return f"no fused kernel for a {gate.value} gate"
+    if not chunk.has_rank_one:
+        if len(positions) != 1:
+            return "the decay kernels run one step per token"
+        pos = positions[0]
         kind = {TClass.IDENTITY: KT.IDENTITY, TClass.CONSTANT_DECAY: KT.CONSTANT_DECAY,
-                TClass.SCALAR_DECAY: KT.SCALAR_DECAY, TClass.DIAGONAL_DECAY: KT.DIAGONAL_DECAY}[cls]
-    elif cls is TClass.DELTA and gate in (Gate.NONE, Gate.SCALAR):
-        (rank,) = rec.rank_ones
-        rate = Product(1, rank.rate)
+                TClass.SCALAR_DECAY: KT.SCALAR_DECAY,
+                TClass.DIAGONAL_DECAY: KT.DIAGONAL_DECAY}.get(cls)
+        if kind is None:
+            return f"no fused kernel for class {rec.label}"
+        if kind is KT.CONSTANT_DECAY and any(not g.decay.static for g in pos.logs):
+            return "the constant-decay kernel takes static per-head decays"
+        return KernelPlan(chunk, KernelSpec(name, kind), q, pos.k, pos.v, pos.logs or None, None)
+    if len(positions) > MAX_MICRO_STEPS:
+        return f"the kernels run at most {MAX_MICRO_STEPS} micro-steps per token"
+    if cls in (TClass.DELTA, TClass.HOUSEHOLDER):
+        delta = _delta(chunk, gate)
+        if isinstance(delta, tuple):
+            kind, ks, vs, betas = delta
+            spec = KernelSpec(name, kind, micro_steps=len(positions))
+            return KernelPlan(chunk, spec, q, ks, vs, positions[0].logs or None, betas)
+        if len(positions) > 1:
+            return delta
+    if len(positions) > 1:
+        return "the kernels run micro-steps of the delta rule only"
+    pos = positions[0]
+    (rank,) = rec.rank_ones
+    v = pos.v[0]
+    if cls is TClass.IPLR and gate is not Gate.DIAGONAL and rank.sign < 0 and \
+            not pos.a.logs and not pos.c.logs and rank.w == pos.k[0].operands and \
+            v.sign > 0 and _contains(v.operands, rank.rate):
+        # S (alpha I - beta p k^T) + beta v k^T: the write's rate and key are the factor's
+        v = Product(v.sign, _without(v.operands, rank.rate))
+        return KernelPlan(chunk, KernelSpec(name, KT.IPLR), q, pos.k, (v,), pos.logs or None,
+                          (Product(1, rank.rate),), (Product(1, rank.u),))
+    # S (Diag(exp g) + a c^T) + v k^T, the state read before the decay: any one rank-one factor
+    return KernelPlan(chunk, KernelSpec(name, KT.DPLR), q, pos.k, pos.v, pos.logs or None, None,
+                      (pos.a, pos.c))
+
+
+def _delta(chunk: ChunkPlan, gate: Gate) -> tuple | str:
+    """(kernel class, k, v, beta per micro-step) when every position is a delta-rule step
+    ``S (I - beta k k^T) + beta v k^T`` and the decays come first (once per token), or why not."""
+    from linarch.kernels.spec import Transition as KT
+
+    rec, positions = chunk.rec, chunk.positions
+    if len(positions) != len(rec.steps):
+        return "the delta kernels take one Householder factor per micro-step"
+    if any(p.logs for p in positions[1:]):
+        return "the delta kernels decay the state once per token, before its first micro-step"
+    if gate is Gate.DIAGONAL and (len(positions) > 1 or positions[0].c.logs):
+        return "the per-channel delta kernels decay the state before its one Householder factor"
+    ks, vs, betas = [], [], []
+    for pos, step in zip(positions, rec.steps):
+        (rank,) = step.rank_ones
+        v, k = pos.v[0], pos.k[0]
         # the delta rule's write must be beta * outer(v, k) with the factor's own beta and k
         if rank.written_rate is None or k.operands != rank.u or v.sign < 0 or \
                 not _contains(v.operands, rank.rate):
             return "the delta kernels take the write beta * outer(v, k) with the factor's beta, k"
-        v = Product(v.sign, _without(v.operands, rank.rate))
-        kind = KT.GATED_DELTA if gate is Gate.SCALAR else KT.DELTA
-        beta = rate
-    else:
-        return f"no fused kernel for class {rec.label}"
-    if cls is TClass.CONSTANT_DECAY and any(not g.decay.static for g in pos.logs):
-        return "the constant-decay kernel takes static per-head decays"
-    q = Product(1, pos.read.query)
-    spec = KernelSpec(name=f"{_ident(unit.module.name)}_{_ident(rec.name)}", transition=kind)
-    return KernelPlan(chunk, spec, q, k, v, pos.logs or None, beta)
+        ks.append(k)
+        vs.append(Product(v.sign, _without(v.operands, rank.rate)))
+        betas.append(Product(1, rank.rate))
+    kind = {Gate.NONE: KT.DELTA, Gate.DIAGONAL: KT.CHANNEL_GATED_DELTA}.get(gate, KT.GATED_DELTA)
+    return kind, tuple(ks), tuple(vs), tuple(betas)
 
 
 def _contains(ops: tuple[Operand, ...], sub: tuple[Operand, ...]) -> bool:

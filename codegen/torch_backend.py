@@ -24,7 +24,13 @@ from linarch.codegen.emit import ACTS, CodegenError, Ctx, Emitter
 from linarch.codegen.names import param_path, value_names
 from linarch.codegen.plan import ChunkPlan, KernelPlan, Plan, StatePlan, Target, plan
 from linarch.codegen.scan_emit import scan_lines
-from linarch.codegen.source_text import docstring, header_lines, string_literal, wrap_lines
+from linarch.codegen.source_text import (
+    WIDTH,
+    docstring,
+    header_lines,
+    string_literal,
+    wrap_lines,
+)
 from linarch.dsl.ir import Node, Op
 from linarch.dsl.params import PARAM_KINDS
 from linarch.dsl.printer import format_expr
@@ -468,7 +474,8 @@ def states_literal(states: dict[str, str]) -> str:
     lines = ["STATES = {"]
     for name, how in states.items():
         key = repr(name) + ": "
-        lines.append(f"    {key}{string_literal(how, 8 + len(key))},")
+        # the template indents these lines by 4 more; the last literal is followed by "),"
+        lines.append(f"    {key}{string_literal(how, 4 + len(key), WIDTH - 5)},")
     return "\n".join(lines + ["}"])
 
 

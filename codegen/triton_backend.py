@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from linarch.codegen.chunk_emit import ChunkEmitter, groups
-from linarch.codegen.plan import KernelPlan, StatePlan, Target, plan
+from linarch.codegen.plan import KernelPlan, Product, StatePlan, Target, plan
 from linarch.codegen.torch_backend import Generator, TorchOptions, checked
 from linarch.dsl.unit import Unit
 
@@ -56,40 +56,64 @@ class TritonGenerator(Generator):
 
     def kernel_lines(self, kp: KernelPlan, state: str, sizes: str,
                      reads: dict[int, str]) -> list[str]:
-        """q, k, v [B, T, H, K|V] (and g, beta) laid out for the kernel, the call, the state
-        (fla's h = S^T) and the readout."""
+        """The kernel's inputs laid out [B, T, H, K|V] (micro-steps interleaved along time),
+        padded tokens made identity steps (no write, no decay, no rank-one term), the call, the
+        state (fla's h = S^T) and the readout."""
+        from linarch.kernels.render import input_names
+
         rec = kp.rec
         ce = ChunkEmitter(self.em, rec, sizes)
         heads, v_axes, k_axes = groups(rec, kp.chunk.layout)
-        out = []
-        args = []
-        for var, product, axes in (("_kq", kp.q, k_axes), ("_kk", kp.k, k_axes),
-                                   ("_kv", kp.v, v_axes)):
-            text, token = ce.product(product)
-            out.append(f"{var} = {ce.laid(text, token, (heads, axes))}.to(_KERNEL_DTYPE)")
-            args.append(var)
-        out.append("if mask is not None:")
-        out.append("    _kv = _kv * mask.to(_KERNEL_DTYPE)[..., None, None]")
-        if kp.g is not None:
-            text, token = ce.logs_total(kp.g)
-            if kp.spec.transition.value == "constant_decay":
-                out.append(f"_kg = lay_out({text}, {sizes}, {(heads,)}).float()")
+        hk, hv = (heads, k_axes), (heads, v_axes)
+        n = len(kp.k)
+        out: list[str] = []
+
+        def put(var: str, products: tuple[Product, ...], axes: tuple, cast: str) -> str:
+            texts = [ce.laid(*ce.product(p), axes) for p in products]
+            if len(texts) > 1:
+                self.em.helper("interleave")
+            value = texts[0] if len(texts) == 1 else f"interleave([{', '.join(texts)}])"
+            out.append(f"{var} = {value}{cast}")
+            return var
+
+        kernel = ".to(_KERNEL_DTYPE)"
+        args = [put("_kq", (kp.q,), hk, kernel), put("_kk", kp.k, hk, kernel),
+                put("_kv", kp.v, hv, kernel)]
+        names = input_names(kp.spec)
+        inputs = {}
+        for name, product in zip([x for x in names if x in ("p", "a", "b")], kp.vectors):
+            inputs[name] = put(f"_k{name}", (product,), hk, kernel)
+        if "g_gamma" in names:  # a static log-decay per head
+            text, _ = ce.logs_total(kp.g)
+            out.append(f"_kg = lay_out({text}, {sizes}, {(heads,)}).float()")
+            inputs["g_gamma"] = "_kg"
+        if "g" in names:
+            per_channel = kp.spec.transition.per_channel_gate
+            if kp.g is None:
+                shape = "_kk.shape" if per_channel else "_kk.shape[:-1]"
+                out.append(f"_kg = torch.zeros({shape}, dtype=torch.float32, device=x.device)")
             else:
-                per_channel = kp.chunk.per_channel
-                laid = ce.laid(text, token, (heads, k_axes) if per_channel else (heads,))
+                text, token = ce.logs_total(kp.g)
+                laid = ce.laid(text, token, hk if kp.chunk.per_channel else (heads,))
+                if per_channel and not kp.chunk.per_channel:  # one decay for every channel
+                    laid = f"{laid}[..., None].expand_as(_kk)"
                 out.append(f"_kg = {laid}.float()")
-                out.append("if mask is not None:")
-                out.append(f"    _kg = _kg * mask.float(){'[..., None, None]' if per_channel else '[..., None]'}")  # noqa: E501
-            args.append("_kg")
+            inputs["g"] = "_kg"
         if kp.beta is not None:
-            text, token = ce.product(kp.beta)
-            out.append(f"_kb = {ce.laid(text, token, (heads,))}.float()")
-            out.append("if mask is not None:")
-            out.append("    _kb = _kb * mask.float()")
-            args.append("_kb")
+            inputs["beta"] = put("_kbeta", kp.beta, (heads,), ".float()")
+        rows = "mask" if n == 1 else f"mask.repeat_interleave({n}, dim=1)"
+        out.append("if mask is not None:")
+        out.append(f"    _kv = _kv * {rows}.to(_KERNEL_DTYPE)[..., None, None]")
+        if "beta" in inputs:
+            out.append(f"    _kbeta = _kbeta * {rows}.float()[..., None]")
+        if "a" in inputs:
+            out.append("    _ka = _ka * mask.to(_KERNEL_DTYPE)[..., None, None]")
+        if "g" in inputs:
+            extra = ", None" if kp.spec.transition.per_channel_gate else ""
+            out.append(f"    _kg = _kg * mask.float()[..., None{extra}]")
+        args += [inputs[name] for name in names]
         (read,) = rec.reads
-        name = f"chunk_{kp.spec.name}"
-        out.append(f"_o, _hT = {name}({', '.join(args)}, scale=1.0, "
+        out.append(f"_o, _hT = chunk_{kp.spec.name}({', '.join(args)}, scale=1.0, "
                    f"initial_state={state}.transpose(-1, -2).contiguous(), "
                    "output_final_state=True)")
         out.append(f"{state} = _hT.transpose(-1, -2).to(work_dtype)")

@@ -69,11 +69,12 @@ def compiled_code(layer_cls: type[nn.Module]) -> str:
 
 def mixer_from_dsl(path_or_source: str | Path) -> MixerSpec:
     """Compile a .lin file (or DSL text) into a MixerSpec: one compile result (linarch.build)
-    gives the layer, the analysis and the code hash."""
+    gives the layer, the analysis and the code hash. The target is linarch.default_target():
+    the fused Triton kernels where a CUDA device is present, the torch form otherwise."""
     import linarch
 
     source = read_source(path_or_source)
-    compiled = linarch.build(source, target="torch")
+    compiled = linarch.build(source, target=linarch.default_target())
     analysis = compiled.analysis
     return MixerSpec(
         name=analysis.name,

@@ -77,9 +77,10 @@ TARGETS = tuple(t.value for t in Target)
 
 def options(target: str | Target = "torch", *, chunk_size: int = 64,
             kernel_dtype: str | None = None) -> CompileOptions:
-    """The one options object for a target. For triton the kernels take bf16 inputs and are
-    autotuned, except under TRITON_INTERPRET=1 (fp32, one fixed config: the interpreter can
-    neither autotune nor compute in bf16), read here, once, into the options."""
+    """The one options object for a target. For triton the kernels take bf16 inputs, except
+    under TRITON_INTERPRET=1 (fp32: the interpreter computes bf16 wrong), read here, once, into
+    the options. They always autotune on a GPU: whether a kernel can (not under the interpreter,
+    which has no GPU to time on) is decided when the file is imported, not when generated."""
     name = target.value if isinstance(target, Target) else target
     if name not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
@@ -92,7 +93,27 @@ def options(target: str | Target = "torch", *, chunk_size: int = 64,
 
     interpreting = os.environ.get("TRITON_INTERPRET") == "1"
     dtype = kernel_dtype or ("fp32" if interpreting else "bf16")
-    return CompileOptions(target, chunk_size, dtype, autotune=not interpreting)
+    return CompileOptions(target, chunk_size, dtype)
+
+
+def backend(device_type: str) -> str:
+    """Which target's code runs a compiled layer on a device of this type: "triton" (the fused
+    kernels) on CUDA, or anywhere under TRITON_INTERPRET=1, when triton is installed; "torch"
+    (the chunked PyTorch form, also the reference) otherwise."""
+    import importlib.util
+    import os
+
+    runs_kernels = device_type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
+    return "triton" if runs_kernels and importlib.util.find_spec("triton") else "torch"
+
+
+def default_target() -> str:
+    """The target that training, the search's evaluation and the HF model compile for: triton
+    where a CUDA device is present (its file falls back to the torch form on CPU tensors),
+    torch on a CPU-only machine."""
+    import torch
+
+    return backend("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def build(path_or_source: Sourceish, target: str | Target = "torch", *, chunk_size: int = 64,

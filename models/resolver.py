@@ -26,7 +26,7 @@ def compile_source(source: str) -> type[nn.Module]:
             "linarch.build is not available: install the compiler or set a layer resolver "
             "with linarch.models.set_layer_resolver"
         )
-    return build(source, target="torch").layer
+    return build(source, target=linarch.default_target()).layer
 
 
 _resolver: LayerResolver = compile_source

@@ -406,7 +406,7 @@ class GatedDeltaProduct(nn.Module):
     # the recurrent states and how each is computed on long inputs
     STATES = {
         'S': ('chunked (UT transform over the interleaved sequence, scalar gate; generic DPLR '
-                  'chunk form, 2 positions per token)'),
+              'chunk form, 2 positions per token)'),
     }
 
     # the constructor's keywords: each default (or the formula that derives it), the range the

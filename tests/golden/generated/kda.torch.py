@@ -392,7 +392,7 @@ class KimiDeltaAttention(nn.Module):
     # the recurrent states and how each is computed on long inputs
     STATES = {
         'S': ('chunked (UT transform, per-channel gate with sub-chunk anchoring; generic DPLR '
-                  'chunk form)'),
+              'chunk form)'),
     }
 
     # the constructor's keywords: each default (or the formula that derives it), the range the

@@ -400,7 +400,7 @@ class RWKV7Attention(nn.Module):
     # the recurrent states and how each is computed on long inputs
     STATES = {
         'S': ('chunked (DPLR chunk form (four intra-chunk matrices, C = 16); generic DPLR chunk '
-                  'form)'),
+              'form)'),
     }
 
     # the constructor's keywords: each default (or the formula that derives it), the range the
