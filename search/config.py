@@ -199,6 +199,9 @@ class RacingConfig:
     seeds: tuple[int, ...] = (3, 4, 5, 6, 7)  # selection seeds after run.seeds, in order
     step: int = 2
     max_seeds: int = 8
+    # the racing intervals: mean -+ z standard errors; 0 = the 95% t intervals (docs/search.md
+    # measures both: the t intervals of 3 seeds keep nearly every candidate in the race)
+    z: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -432,6 +435,8 @@ def _validate_seeds(config: SearchConfig) -> None:
     for name, seeds in (("run.seeds + racing.seeds", selection), ("confirm.seeds", confirm.seeds)):
         if len(set(seeds)) != len(seeds):
             raise ConfigError(f"{name} repeat a seed: {list(seeds)}")
+    if racing.z < 0:
+        raise ConfigError("racing.z must be >= 0 (0: the 95% t intervals)")
     if racing.step < 1 or racing.max_seeds < len(config.run.seeds):
         raise ConfigError(f"racing.step must be >= 1 and racing.max_seeds >= the "
                           f"{len(config.run.seeds)} run.seeds")

@@ -479,7 +479,7 @@ class SearchLoop:
         exclude.update(c for c in s.archive.candidates if c not in s.result_stage)
         pool = tuple(self.config.run.seeds) + tuple(r.seeds)
         return contenders(s.archive.candidates.values(), pool, step=r.step,
-                          max_seeds=r.max_seeds, exclude=exclude)
+                          max_seeds=r.max_seeds, exclude=exclude, z=r.z or None)
 
     def _race(self) -> None:
         """Give the candidates in the race their next seeds, leaders first, in free workers."""

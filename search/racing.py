@@ -29,7 +29,8 @@ import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from linarch.evaluation.stats import t_cdf
+from linarch.evaluation.stats import t_cdf, t_quantile
+from linarch.search.archive import standard_error
 from linarch.search.records import Candidate, EvalResult
 
 
@@ -41,9 +42,17 @@ class Verdict(enum.StrEnum):
     FAILED = "failed"  # the confirmation's evaluation itself failed
 
 
-def overlaps(result: EvalResult, bar: float) -> bool:
-    """Does the interval still reach `bar`? An unknown upper bound (one seed) always does."""
-    return not math.isfinite(result.ci_high) or result.ci_high >= bar
+def bounds(result: EvalResult, z: float | None) -> tuple[float, float]:
+    """The racing interval: mean -+ z standard errors, or the result's own 95% t interval
+    when z is None. Unknown (one seed): (-inf, inf), which overlaps everything."""
+    if z is None:
+        low = result.ci_low if math.isfinite(result.ci_low) else -math.inf
+        high = result.ci_high if math.isfinite(result.ci_high) else math.inf
+        return low, high
+    se = standard_error(result)
+    if se is None:
+        return -math.inf, math.inf
+    return result.score - z * se, result.score + z * se
 
 
 def leader(candidates: Iterable[Candidate]) -> Candidate | None:
@@ -62,23 +71,26 @@ def next_seeds(seeds: Sequence[int], pool: Sequence[int], step: int,
 
 
 def contenders(candidates: Iterable[Candidate], pool: Sequence[int], *, step: int,
-               max_seeds: int, exclude: Collection[str] = ()) -> list[tuple[Candidate,
-                                                                             tuple[int, ...]]]:
+               max_seeds: int, exclude: Collection[str] = (), z: float | None = None
+               ) -> list[tuple[Candidate, tuple[int, ...]]]:
     """The candidates still in the race, best first, with the seeds each is to be trained on
     next. In the race: scored, at the leader's cascade stage, interval reaching the leader's
     lower bound, seeds left to add (a result that names no seeds is not raced). `exclude`: the
-    baseline (its interval is [0, 0]) and candidates whose racing is running or stopped."""
+    baseline (its interval is [0, 0]) and candidates whose racing is running or stopped. `z`:
+    the intervals compared are mean -+ z standard errors (None: the 95% t intervals, which
+    with 3 seeds are +-4.3 standard errors wide and keep nearly everyone in the race)."""
     pool_list = list(candidates)
     top = leader(pool_list)
     if top is None:
         return []
-    bar = top.lcb
+    assert top.result is not None
+    bar = bounds(top.result, z)[0]
     out = []
     for c in sorted(pool_list, key=lambda c: c.rank_key, reverse=True):
         r = c.result
         if r is None or not r.seeds or c.id in exclude or c.stages_passed != top.stages_passed:
             continue  # a result without seeds (a cost model, a gate) has nothing to race
-        if not overlaps(r, bar):
+        if bounds(r, z)[1] < bar:
             continue
         seeds = next_seeds(r.seeds, pool, step, max_seeds)
         if seeds is not None:
@@ -104,8 +116,6 @@ def one_sided_p(result: EvalResult) -> float:
     n = len(result.seeds)
     if n < 2 or not math.isfinite(result.ci_low):
         return 1.0
-    from linarch.evaluation.stats import t_quantile
-
     se = (result.score - result.ci_low) / t_quantile(0.975, n - 1)
     if se <= 0.0:
         return 0.0 if result.score > 0 else 1.0

@@ -23,6 +23,7 @@ from linarch.search.config import ConfigError, loads_config
 from linarch.search.jsonl import read_jsonl
 from linarch.search.racing import (
     Verdict,
+    bounds,
     confirm,
     contenders,
     holm,
@@ -91,6 +92,19 @@ def test_more_seeds_come_from_one_pool_in_order_up_to_the_cap():
     assert next_seeds((0, 1, 2, 3, 4), pool, 2, 6) == (0, 1, 2, 3, 4, 5)
     assert next_seeds((0, 1, 2, 5), pool, 2, 8) == (0, 1, 2, 5, 3, 4)  # seeds it lacks
     assert next_seeds(pool, pool, 2, 10) is None and next_seeds((0, 1), pool, 2, 2) is None
+
+
+def test_racing_intervals_are_z_standard_errors_or_the_t_interval():
+    close = candidate("close", [0.25, 0.35, 0.30])  # mean 0.30, SE 0.0289
+    assert bounds(close.result, 1.0) == (pytest.approx(0.30 - 0.0288675), pytest.approx(
+        0.30 + 0.0288675))
+    assert bounds(close.result, None) == (close.result.ci_low, close.result.ci_high)
+    lead = candidate("lead", [0.36, 0.38, 0.37])  # lower bounds: 0.364 (1 SE), 0.345 (t)
+    both = [lead, close]
+    assert [c.id for c, _ in contenders(both, range(6), step=2, max_seeds=5)] == \
+        ["lead", "close"]  # 95% t: close's upper bound 0.424 reaches 0.345
+    assert [c.id for c, _ in contenders(both, range(6), step=2, max_seeds=5, z=1.0)] == \
+        ["lead"]  # 1 SE: close reaches 0.329 < 0.364
 
 
 def test_a_result_without_seeds_or_at_the_cap_is_not_raced():
@@ -184,12 +198,14 @@ def test_racing_adds_seeds_only_to_candidates_whose_interval_reaches_the_leader(
     check_journal(events)
     state = RunState(loop.config)
     pool = (0, 1, 2, 3, 4, 5)
+    z = loop.config.racing.z  # the racing intervals: mean -+ z standard errors
     raced = set()
     for ev in events:
         if ev["event"] == "race_submitted":
             c = state.archive.candidates[ev["id"]]
             top = leader(state.archive.candidates.values())
-            assert c.result.ci_high >= top.lcb, (c.id, c.result, top.id)
+            reach, bar = bounds(c.result, z)[1], bounds(top.result, z)[0]
+            assert reach >= bar, (c.id, c.result, top.id)
             seeds = tuple(ev["seeds"])
             assert seeds[: len(c.result.seeds)] == c.result.seeds  # earlier seeds kept
             assert seeds == next_seeds(c.result.seeds, pool, 2, 6)  # the pool's next ones
@@ -199,9 +215,9 @@ def test_racing_adds_seeds_only_to_candidates_whose_interval_reaches_the_leader(
     never = [c for c in archive.candidates.values()
              if c.result is not None and c.id not in raced and c.id != archive.seeds[0]]
     assert raced and never, "the run must race some candidates and not others"
-    bar = leader(archive.candidates.values()).lcb
+    bar = bounds(leader(archive.candidates.values()).result, z)[0]
     for c in never:  # kept its first look because it was out of the race
-        assert len(c.result.seeds) == 3 and c.result.ci_high < bar
+        assert len(c.result.seeds) == 3 and bounds(c.result, z)[1] < bar
     for cid in raced:
         assert len(archive.candidates[cid].result.seeds) > 3
 
@@ -277,3 +293,24 @@ def test_a_run_killed_in_the_middle_of_racing_resumes_the_race(tmp_path):
     assert [v.to_dict() for v in resumed.confirmations] == \
         [v.to_dict() for v in whole.confirmations]
     assert resumed.race_jobs == whole.race_jobs
+
+
+def test_the_report_says_promising_in_selection_and_better_only_when_confirmed(finished):
+    from linarch.search.report import collect, write_report
+
+    loop, summary, _ = finished
+    data = collect(loop.run_dir)
+    assert {r.verdict for r in data.rows} <= {"promising", ""}
+    finals = {v.id: v for v in summary.confirmations}
+    for r in data.rows:
+        if r.id in finals:
+            expected = "BETTER" if finals[r.id].verdict is Verdict.BETTER else "not shown"
+            assert r.confirmation == expected
+            assert r.confirmed_score == finals[r.id].result.score
+        else:
+            assert r.confirmation == "" and r.confirmed_score is None
+        assert r.seeds == len(loop.state.archive.candidates[r.id].result.seeds)
+    page = (write_report(loop.run_dir) / "index.html").read_text()
+    assert "<h2>Confirmation</h2>" in page
+    for v in summary.confirmations:
+        assert v.line().split(":")[0] in page and f"Holm {v.threshold:.4f}" in page
