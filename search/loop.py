@@ -564,7 +564,7 @@ class SearchLoop:
                                min_effect=plan["min_effect"])
             self._emit("confirmed", verdicts=[v.to_dict() for v in verdicts])
             for v in verdicts:
-                self.progress.event(v.id, v.line())
+                self.progress.event("confirm", v.line())
 
     def _submit(self, p: Pending, stage_index: int, *, journal: bool = True) -> None:
         stage = self.config.cascade[stage_index].stage
@@ -576,6 +576,9 @@ class SearchLoop:
             preset=self.config.run.preset,
             seeds=tuple(self.config.run.seeds),
             run_path=str(self.run_dir.path.resolve()),
+            # racing decides who gets more seeds: the first look is exactly run.seeds, not the
+            # evaluation's own sequential schedule (which would extend every close result)
+            fixed_seeds=self.config.racing.enabled,
         )
         if journal:
             self._emit("submitted", id=p.id, stage=stage, stage_index=stage_index)
