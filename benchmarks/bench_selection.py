@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--z", default="1,2,t95",
                         help="racing intervals to try: z standard errors, or t95 (the 95%% t "
                              "intervals)")
+    parser.add_argument("--uniform", default="",
+                        help="also every candidate on these seed counts from the start "
+                             "(default: --max-seeds), e.g. 5,8: racing against equal cost")
     args = parser.parse_args(argv)
     setting = Setting(steps=args.steps, noise_sd=args.noise, seeds=args.seeds,
                       max_seeds=args.max_seeds)
@@ -78,7 +81,9 @@ def racing(args: argparse.Namespace, setting: Setting) -> None:
     arms = {"no racing": setting}
     for z in args.z.split(","):
         arms[f"race {z}"] = replace(setting, racing=True, z=None if z == "t95" else float(z))
-    arms[f"all {args.max_seeds}"] = replace(setting, seeds=args.max_seeds)
+    uniform = [int(n) for n in (args.uniform or str(args.max_seeds)).split(",")]
+    for n in uniform:
+        arms[f"all {n}"] = replace(setting, seeds=n)
     results = compare_settings(arms, "weighted", args.repeats)
     print(f"{args.repeats} repeats x {args.steps} proposals, first look {args.seeds} seeds of "
           f"SD {args.noise}, racing up to {args.max_seeds} seeds; weighted selection; "
@@ -96,7 +101,7 @@ def racing(args: argparse.Namespace, setting: Setting) -> None:
     for name in arms:
         if not name.startswith("race"):
             continue
-        for other in ("no racing", f"all {args.max_seeds}"):
+        for other in ("no racing", *(f"all {n}" for n in uniform)):
             for what in ("best_true", "inflation", "seeds"):
                 mean, low, high = paired_interval([getattr(o, what) for o in results[name]],
                                                   [getattr(o, what) for o in results[other]])
