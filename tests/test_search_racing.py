@@ -174,6 +174,22 @@ def test_confirmation_seeds_that_selection_uses_are_refused_at_config_load():
         loads_config(racing_config(extra=RACING.replace("[3, 4, 5]", "[3, 2]")))
 
 
+def test_racing_and_confirmation_jobs_train_exactly_their_seeds():
+    """The evaluation's sequential schedule (which may extend a close first look to 5 or 8
+    seeds) is not used for a job that fixes its seeds: racing and the confirmation."""
+    from linarch.evaluation.presets import Preset, TaskKind, budget_for
+    from linarch.search.evaluate import _schedule
+    from linarch.search.records import EvalJob
+
+    budget = budget_for(TaskKind.MQAR, Preset.PROXY)
+    fixed = _schedule(EvalJob("k", "c", "", "mqar", "proxy", (0, 1, 2, 3, 4), fixed_seeds=True),
+                      budget)
+    assert fixed.seeds == (0, 1, 2, 3, 4) and fixed.looks == (5,)
+    fresh = _schedule(EvalJob("k", "c", "", "mqar", "proxy", (1000, 1001), fixed_seeds=True),
+                      budget)
+    assert fresh.seeds == (1000, 1001) and fresh.looks == (2,)
+
+
 # ------------------------------------------------------------------------ the loop
 
 
@@ -314,3 +330,20 @@ def test_the_report_says_promising_in_selection_and_better_only_when_confirmed(f
     assert "<h2>Confirmation</h2>" in page
     for v in summary.confirmations:
         assert v.line().split(":")[0] in page and f"Holm {v.threshold:.4f}" in page
+
+
+def test_every_trained_job_of_a_racing_run_fixes_its_seeds(tmp_path):
+    """The first look is exactly run.seeds; racing and the confirmation name theirs."""
+    jobs = []
+
+    def recording(job):
+        jobs.append(job)
+        return fakes.noisy_evaluate(job)
+
+    loop = make_loop(tmp_path, racing_config(3), ToyMutationProposer(seed=5), InlineExecutor(2),
+                     evaluate=recording)
+    loop.run()
+    assert jobs and all(j.fixed_seeds for j in jobs)
+    first = [j for j in jobs if j.key.count("/") == 2]  # run/candidate/stage: the cascade
+    assert {j.seeds for j in first} == {(0, 1, 2)}
+    assert {j.seeds for j in jobs if "/confirm-" in j.key} == {(100, 101, 102, 103)}
