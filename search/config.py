@@ -189,6 +189,34 @@ class IslandConfig:
 
 
 @dataclass(frozen=True)
+class RacingConfig:
+    """More seeds for the candidates still in the race (docs/search.md, racing). A candidate
+    whose interval still reaches the leader's lower bound gets `step` more seeds, taken in
+    order from run.seeds then `seeds` (the same pool for every candidate, so DeltaNet's runs
+    on them are trained once and read from the run cache after), up to `max_seeds`."""
+
+    enabled: bool = True
+    seeds: tuple[int, ...] = (3, 4, 5, 6, 7)  # selection seeds after run.seeds, in order
+    step: int = 2
+    max_seeds: int = 8
+    # the racing intervals: mean -+ z standard errors; 0 = the 95% t intervals (docs/search.md
+    # measures both: the t intervals of 3 seeds keep nearly every candidate in the race)
+    z: float = 1.0
+
+
+@dataclass(frozen=True)
+class ConfirmConfig:
+    """The final stage: the `top` candidates again on `seeds` never used for selection, one
+    one-sided paired t-test each, Holm's correction over the `top` tests at `alpha`. Only a
+    candidate it confirms is reported BETTER."""
+
+    top: int = 3  # 0: no confirmation stage
+    seeds: tuple[int, ...] = (1000, 1001, 1002, 1003, 1004)
+    alpha: float = 0.05
+    min_effect: float = 0.0  # the confirmed mean must also reach this (score units)
+
+
+@dataclass(frozen=True)
 class GuardConfig:
     """Limits of the worker that runs the compiler's front end (check, analyze, mutation)."""
 
@@ -240,6 +268,8 @@ class SearchConfig:
     islands: IslandConfig = field(default_factory=IslandConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    racing: RacingConfig = field(default_factory=RacingConfig)
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
     components: ComponentsConfig = field(default_factory=ComponentsConfig)
 
     @property
@@ -289,6 +319,8 @@ def parse_config(data: Mapping[str, Any]) -> SearchConfig:
         islands=_build(IslandConfig, "islands", data.get("islands", {})),
         executor=_build(ExecutorConfig, "executor", data.get("executor", {})),
         guard=_build(GuardConfig, "guard", data.get("guard", {})),
+        racing=_build(RacingConfig, "racing", data.get("racing", {})),
+        confirm=_build(ConfirmConfig, "confirm", data.get("confirm", {})),
         components=_build(ComponentsConfig, "components", components),
     )
     _validate(config)
@@ -385,6 +417,7 @@ def _validate(config: SearchConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    _validate_seeds(config)
     budget = config.llm.budget_usd
     if budget is not None:
         unpriced = sorted(config.llm.all_models() - set(config.llm.prices))
@@ -392,6 +425,29 @@ def _validate(config: SearchConfig) -> None:
             raise ConfigError(
                 f"llm.budget_usd is set but model(s) {unpriced} have no [llm.prices.MODEL]"
             )
+
+
+def _validate_seeds(config: SearchConfig) -> None:
+    """The selection seeds (run.seeds, racing.seeds) and the confirmation's fresh seeds: each
+    list without repeats, and no confirmation seed among the selection seeds."""
+    racing, confirm = config.racing, config.confirm
+    selection = tuple(config.run.seeds) + tuple(racing.seeds)
+    for name, seeds in (("run.seeds + racing.seeds", selection), ("confirm.seeds", confirm.seeds)):
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"{name} repeat a seed: {list(seeds)}")
+    if racing.z < 0:
+        raise ConfigError("racing.z must be >= 0 (0: the 95% t intervals)")
+    if racing.step < 1 or racing.max_seeds < len(config.run.seeds):
+        raise ConfigError(f"racing.step must be >= 1 and racing.max_seeds >= the "
+                          f"{len(config.run.seeds)} run.seeds")
+    if confirm.top < 0 or not 0.0 < confirm.alpha < 1.0:
+        raise ConfigError("confirm.top must be >= 0 and confirm.alpha in (0, 1)")
+    if confirm.top and len(confirm.seeds) < 2:
+        raise ConfigError("confirm.seeds needs at least 2 seeds (an interval needs two)")
+    reused = sorted(set(confirm.seeds) & set(selection))
+    if reused:
+        raise ConfigError(f"confirm.seeds {reused} are also selection seeds (run.seeds or "
+                          "racing.seeds): the confirmation needs seeds never used to select")
 
 
 def dumps_toml(data: Mapping[str, Any]) -> str:

@@ -130,10 +130,13 @@ def _store(job: EvalJob):
 
 
 def _schedule(job: EvalJob, budget):
-    """The run's seeds first (one look), then the rest of the budget's schedule."""
+    """The run's seeds first (one look), then the rest of the budget's schedule; exactly the
+    job's seeds when it says so (racing and the confirmation choose their own seeds)."""
     from linarch.evaluation.seeds import SeedSchedule
 
     first = tuple(job.seeds)
+    if job.fixed_seeds and first:
+        return SeedSchedule.fixed(first)
     if not first:
         return budget.schedule
     rest = tuple(s for s in budget.schedule.seeds if s not in first)

@@ -39,6 +39,14 @@ from linarch.search.llm import EndpointDown, RequestRejected, tagged
 from linarch.search.memory import Memory
 from linarch.search.progress import NullProgress, Progress, Status
 from linarch.search.proposer import Proposal, ProposalRequest, Proposer
+from linarch.search.racing import (
+    Confirmation,
+    confirm,
+    contenders,
+    finalists,
+    reused_seeds,
+    selection_label,
+)
 from linarch.search.records import AnalysisLike, Candidate, EvalJob, EvalResult, Profile
 from linarch.search.rundir import RunDir
 from linarch.search.state import Pending, RunState, first_line
@@ -83,6 +91,9 @@ class RunSummary:
     best_score: float | None
     spent_usd: float
     candidates: int = 0
+    best_label: str = ""  # "promising" at most: only the confirmation says BETTER
+    confirmations: tuple[Confirmation, ...] = ()
+    race_jobs: int = 0  # racing evaluations (more seeds for contenders)
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,7 @@ class SearchLoop:
             workers, thread_name_prefix="linarch-propose") if workers > 0 else _InlinePool())
         self._lanes = max(1, workers)
         self._proposals: dict[str, concurrent.futures.Future] = {}
+        self._extra_jobs: set[str] = set()  # racing and confirmation jobs in the executor
         self._analyses: dict[str, concurrent.futures.Future] = {}
         self._briefing = Briefing(config, self.state, components.memory, components.ledger)
 
@@ -155,11 +167,15 @@ class SearchLoop:
                 self._advance(self.state.pending[cid])
             for start in list(self.state.in_flight.values()):  # being written at the crash
                 self._launch(start)
+            for cid, (stage, seeds) in list(self.state.racing.items()):  # racing at the crash
+                self._submit_extra(cid, "race", stage, seeds)
             self._analyze_backlog()
             while True:
                 self._harvest()
+                self._race()
                 while self._may_propose():
                     self._start_proposal()
+                self._final_stage()
                 if self._finished():
                     break
                 if not (self.executor.pending or self._proposals or self._analyses):
@@ -196,12 +212,20 @@ class SearchLoop:
             and self.executor.pending + len(self._proposals) < workers + self._lanes
         )
 
-    def _finished(self) -> bool:
-        if self.state.pending or self._proposals or self._analyses or self.executor.pending:
+    def _search_over(self) -> bool:
+        """No proposal will be made any more, and every proposed candidate is evaluated."""
+        if self.state.pending or self._proposals:
             return False
         return (self._stop_reason is not None
                 or self.state.committed >= self.config.run.max_candidates
                 or self.state.proposals >= self.config.max_proposals)
+
+    def _finished(self) -> bool:
+        if self._analyses or self.executor.pending or not self._search_over():
+            return False
+        if self._race_candidates():
+            return False
+        return self.config.confirm.top == 0 or self.state.confirmations is not None
 
     def _done_reason(self) -> str:
         if self.state.charged >= self.config.run.max_candidates:
@@ -441,6 +465,107 @@ class SearchLoop:
                    facts=dict(value.facts), note=value.note, wall_s=job.wall_s)
         self._advance(p)
 
+    # ------------------------------------------------------------------ racing, confirmation
+
+    def _race_candidates(self) -> list[tuple[Candidate, tuple[int, ...]]]:
+        """Candidates still in the race (racing.py), with their next seeds; none once the
+        confirmation has begun (its finalists are fixed)."""
+        r = self.config.racing
+        s = self.state
+        if not r.enabled or s.confirm_plan is not None:
+            return []
+        baseline = s.archive.seeds[:1]
+        exclude = {*s.racing, *s.race_stopped, *baseline}
+        exclude.update(c for c in s.archive.candidates if c not in s.result_stage)
+        pool = tuple(self.config.run.seeds) + tuple(r.seeds)
+        return contenders(s.archive.candidates.values(), pool, step=r.step,
+                          max_seeds=r.max_seeds, exclude=exclude, z=r.z or None)
+
+    def _race(self) -> None:
+        """Give the candidates in the race their next seeds, leaders first, in free workers."""
+        free = getattr(self.executor, "workers", 1) - self.executor.pending
+        if free <= 0:
+            return
+        for c, seeds in self._race_candidates()[:free]:
+            stage = self.state.result_stage[c.id]
+            self._emit("race_submitted", id=c.id, stage=stage, seeds=list(seeds))
+            self.progress.event(c.id, f"racing: {len(c.result.seeds) if c.result else 0} -> "
+                                f"{len(seeds)} seeds (interval reaches the leader's bound)")
+            self._submit_extra(c.id, "race", stage, seeds)
+
+    def _submit_extra(self, cid: str, kind: str, stage: str, seeds: Sequence[int]) -> None:
+        """A racing or confirmation job: the candidate's result stage on exactly `seeds`."""
+        c = self.state.archive.candidates[cid]
+        job = EvalJob(key=f"{self.run_dir.name}/{cid}/{stage}/{kind}-" +
+                      "-".join(map(str, seeds)), candidate_id=cid, source=c.source,
+                      stage=stage, preset=self.config.run.preset, seeds=tuple(seeds),
+                      run_path=str(self.run_dir.path.resolve()), fixed_seeds=True)
+        self.executor.submit(f"{cid}|{kind}", self.c.evaluate, job)
+        self._extra_jobs.add(f"{cid}|{kind}")
+
+    def _on_extra(self, cid: str, kind: str, job: JobResult) -> None:
+        self._extra_jobs.discard(job.job_id)
+        outcome, value, error = job.outcome, job.value, job.error
+        if outcome is Outcome.OK and not isinstance(value, EvalResult):
+            error = f"evaluate returned {type(value).__name__}, not an EvalResult"
+            outcome, value = Outcome.ERROR, None
+        result = value.to_dict() if isinstance(value, EvalResult) else None
+        if kind == "race":
+            self._emit("race_done", id=cid, stage=self.state.racing[cid][0],
+                       outcome=outcome.value, result=result, error=error, wall_s=job.wall_s)
+            c = self.state.archive.candidates[cid]
+            if c.result is not None and outcome is Outcome.OK:
+                self.progress.event(cid, f"raced: score {c.score:+.4f} [{c.result.ci_low:+.4f}"
+                                    f", {c.result.ci_high:+.4f}] over {len(c.result.seeds)} "
+                                    "seeds")
+                if self.c.store is not None:
+                    record_candidate(self.c.store, self.run_dir.name, c, c.outcome)
+            else:
+                self.progress.event(cid, f"racing: {outcome.value} {first_line(error)}")
+        else:
+            self._emit("confirm_done", id=cid, outcome=outcome.value, result=result,
+                       error=error, wall_s=job.wall_s)
+
+    def _final_stage(self) -> None:
+        """Once the search is over and the race settled: the finalists on fresh seeds, then
+        Holm's correction (racing.confirm). Resumable at every step."""
+        s = self.state
+        cfg = self.config.confirm
+        if cfg.top == 0 or s.confirmations is not None or self._stop_reason == "interrupted":
+            return
+        if not self._search_over() or s.racing or self._race_candidates():
+            return
+        if s.confirm_plan is None:
+            finals = finalists(s.archive.candidates.values(), cfg.top, exclude=s.archive.seeds)
+            used = {x for c in s.archive.candidates.values() if c.result is not None
+                    for x in c.result.seeds}
+            reused = reused_seeds(cfg.seeds, used | set(self.config.run.seeds))
+            if reused or not finals:
+                why = (f"confirm.seeds {reused} were used for selection" if reused
+                       else "no candidate has a score")
+                self.progress.event("run", f"no confirmation: {why}")
+                self._emit("confirmed", verdicts=[], note=why)
+                return
+            self._emit("confirm_started", ids=[c.id for c in finals], seeds=list(cfg.seeds),
+                       alpha=cfg.alpha, min_effect=cfg.min_effect)
+            self.progress.event("run", f"confirmation: {', '.join(c.id for c in finals)} on "
+                                f"fresh seeds {list(cfg.seeds)}")
+        plan = s.confirm_plan
+        assert plan is not None
+        for cid in plan["ids"]:
+            if cid in s.confirm_results or f"{cid}|confirm" in self._extra_jobs:
+                continue
+            if cid not in s.confirm_running:
+                self._emit("confirm_submitted", id=cid)
+            self._submit_extra(cid, "confirm", s.result_stage[cid], plan["seeds"])
+        if all(cid in s.confirm_results for cid in plan["ids"]):
+            finals = [s.archive.candidates[cid] for cid in plan["ids"]]
+            verdicts = confirm(finals, s.confirm_results, alpha=plan["alpha"],
+                               min_effect=plan["min_effect"])
+            self._emit("confirmed", verdicts=[v.to_dict() for v in verdicts])
+            for v in verdicts:
+                self.progress.event("confirm", v.line())
+
     def _submit(self, p: Pending, stage_index: int, *, journal: bool = True) -> None:
         stage = self.config.cascade[stage_index].stage
         job = EvalJob(
@@ -451,6 +576,9 @@ class SearchLoop:
             preset=self.config.run.preset,
             seeds=tuple(self.config.run.seeds),
             run_path=str(self.run_dir.path.resolve()),
+            # racing decides who gets more seeds: the first look is exactly run.seeds, not the
+            # evaluation's own sequential schedule (which would extend every close result)
+            fixed_seeds=self.config.racing.enabled,
         )
         if journal:
             self._emit("submitted", id=p.id, stage=stage, stage_index=stage_index)
@@ -459,6 +587,9 @@ class SearchLoop:
 
     def _on_job(self, job: JobResult) -> None:
         cid, stage = job.job_id.split("|", 1)
+        if stage in ("race", "confirm"):
+            self._on_extra(cid, stage, job)
+            return
         self._in_executor.discard(cid)
         p = self.state.pending[cid]
         if stage == "vet":
@@ -578,8 +709,12 @@ class SearchLoop:
 
     def _summary(self, reason: str) -> RunSummary:
         s = self._status()
+        best = self.state.archive.best()
+        label = selection_label(best.result) if best is not None else ""
+        verdicts = tuple(Confirmation.from_dict(v) for v in self.state.confirmations or ())
         return RunSummary(reason, s.proposals, s.evaluated, sum(s.rejections.values()),
-                          s.best_id, s.best_score, s.spent_usd, s.candidates)
+                          s.best_id, s.best_score, s.spent_usd, s.candidates, label,
+                          verdicts, self.state.race_jobs)
 
 
 def _trace(err: BaseException) -> str:

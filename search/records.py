@@ -128,6 +128,9 @@ class EvalJob:
     preset: str
     seeds: tuple[int, ...]
     run_path: str = ""  # the run directory (for caches shared by a run's evaluations)
+    # True: train exactly `seeds` (racing, confirmation); False: `seeds` are the first look of
+    # the evaluation's own sequential schedule, which may add seeds to a close result
+    fixed_seeds: bool = False
 
 
 @wire.register

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from linarch.search.jsonl import read_jsonl
+from linarch.search.racing import Confirmation, Verdict, selection_label
 from linarch.search.records import Candidate
 from linarch.search.rundir import RunDir
 from linarch.search.state import RunState
@@ -41,7 +42,7 @@ class Row:
     score: float
     ci_low: float
     ci_high: float
-    verdict: str
+    verdict: str  # the selection's word: "promising" at most (racing.selection_label)
     flops_per_token: int
     state_bytes: int
     novelty: float
@@ -49,6 +50,9 @@ class Row:
     repairs: int
     behaviour_novelty: float | None = None  # None: not vetted (no fingerprint)
     shape: str = ""  # the hyper-parameters the costs were taken at
+    seeds: int = 0  # selection seeds behind the score (racing adds them)
+    confirmation: str = ""  # the final stage: "BETTER", "not shown", "failed", "" (not a finalist)
+    confirmed_score: float | None = None  # its mean on the fresh seeds
 
 
 @dataclass(frozen=True)
@@ -78,18 +82,28 @@ def collect(run: RunDir) -> ReportData:
                 rank=i, id=c.id, name=c.profile.name, origin=c.origin, island=c.island,
                 generation=c.generation, parents=",".join(c.parent_ids),
                 stages_passed=c.stages_passed, score=c.score, ci_low=c.result.ci_low,
-                ci_high=c.result.ci_high, verdict=c.result.verdict,
+                ci_high=c.result.ci_high, verdict=selection_label(c.result),
                 flops_per_token=c.profile.flops_per_token, state_bytes=c.profile.state_bytes,
                 novelty=1.0 - float(rec.get("similarity", 0.0)), cost_usd=c.cost_usd,
                 repairs=int(rec.get("repairs", 0)),
                 behaviour_novelty=None if rec.get("behaviour_similarity") is None
                 else 1.0 - float(rec["behaviour_similarity"]),
                 shape=", ".join(f"{k} {v}" for k, v in c.profile.shape),
+                seeds=len(c.result.seeds), **_confirmation(rec.get("confirmation")),
             )
         )
     calls = [r for r in read_jsonl(run.transcript) if r.get("event") == "response"]
     spent = sum(float(r.get("cost_usd", 0.0)) for r in calls)
     return ReportData(run, state, evaluated, tuple(rows), spent, len(calls))
+
+
+def _confirmation(verdict: dict | None) -> dict:
+    if verdict is None:
+        return {}
+    v = Confirmation.from_dict(verdict)
+    word = "BETTER" if v.verdict is Verdict.BETTER else v.verdict.value
+    return {"confirmation": word,
+            "confirmed_score": None if v.result is None else v.result.score}
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -217,6 +231,26 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _confirmed_cell(r: Row) -> str:
+    if not r.confirmation:
+        return ""
+    score = "" if r.confirmed_score is None else f" ({r.confirmed_score:+.4f})"
+    return r.confirmation + score
+
+
+def _confirmation_section(s: RunState) -> str:
+    e = html.escape
+    if s.confirmations is None:
+        return ("<h2>Confirmation</h2><p>Not run (yet): nothing in this run is BETTER than "
+                "DeltaNet until its finalists are confirmed on fresh seeds.</p>")
+    plan = s.confirm_plan or {}
+    lines = "".join(f"<li>{e(Confirmation.from_dict(v).line())}</li>" for v in s.confirmations)
+    seeds = ", ".join(map(str, plan.get("seeds", ())))
+    return (f"<h2>Confirmation</h2><p>The top {len(s.confirmations)} on fresh seeds "
+            f"({e(seeds) or 'none'}), never used for selection; one-sided paired t-tests, "
+            f"Holm's correction at alpha {plan.get('alpha', '-')}.</p><ul>{lines}</ul>")
+
+
 # ---------------------------------------------------------------------------- outputs
 
 
@@ -251,7 +285,8 @@ def render_html(data: ReportData, images: dict[str, Path]) -> str:
         "</figure>"
         for name, p in images.items()
     ]
-    cols = ("rank", "id", "name", "origin", "stages", "score", "95% interval", "verdict",
+    cols = ("rank", "id", "name", "origin", "stages", "score", "95% interval", "seeds",
+            "selection", "confirmed (fresh seeds)",
             "FLOPs/token", "state bytes", "trained at", "novelty (structure)",
             "novelty (behaviour)", "cost $", "repairs", "parents")
     table = ["<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
@@ -259,7 +294,8 @@ def render_html(data: ReportData, images: dict[str, Path]) -> str:
         behaviour = "-" if r.behaviour_novelty is None else f"{r.behaviour_novelty:.2f}"
         cells = (r.rank, f'<a href="#{e(r.id)}">{e(r.id)}</a>', e(r.name), e(r.origin),
                  r.stages_passed, f"{r.score:+.4f}", f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}]",
-                 e(r.verdict), f"{r.flops_per_token:,}", f"{r.state_bytes:,}",
+                 r.seeds, e(r.verdict), e(_confirmed_cell(r)), f"{r.flops_per_token:,}",
+                 f"{r.state_bytes:,}",
                  e(r.shape or "declared defaults"), f"{r.novelty:.2f}", behaviour,
                  f"{r.cost_usd:.4f}", r.repairs, e(r.parents))
         table.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -288,7 +324,10 @@ def render_html(data: ReportData, images: dict[str, Path]) -> str:
             f"<pre>{e(c.source)}</pre></details>"
         )
     sections = "<h2>Leaderboard</h2><p>Ranked by the furthest cascade stage, then the lower " \
-        "bound of the 95% interval.</p>" + "".join(table)
+        "bound of the 95% interval on the selection seeds (racing gave the contenders more). " \
+        "The selection calls a candidate promising at most; only the confirmation on fresh " \
+        "seeds, Holm-corrected, calls one BETTER.</p>" + "".join(table)
+    sections += _confirmation_section(s)
     if failed:
         sections += "<h2>Failed evaluations</h2>" + failed
     if rejected_table:

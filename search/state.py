@@ -22,6 +22,11 @@ Events (all carry "event" and, except run-level ones, "id"):
     analyzed    the analyst's text and lessons
     migrated    elites copied between islands
     rescored    a candidate's result changed (more seeds, a confirmation stage)
+    race_submitted / race_done   racing: the candidate's result stage on more seeds; an OK
+                result replaces its score (its seeds include the earlier ones)
+    confirm_started   the final stage began: its finalists and fresh seeds (fixed from here)
+    confirm_submitted / confirm_done   one finalist on the fresh seeds
+    confirmed   every finalist's verdict after Holm's correction
     stopped     the run stopped (budget, endpoint down, done, interrupted)
 """
 
@@ -116,6 +121,14 @@ class RunState:
         self.facts: dict[str, Any] = {}  # the latest task facts from a vetting worker
         self.stopped: str | None = None
         self.starts = 0
+        self.result_stage: dict[str, str] = {}  # the cascade stage behind each result
+        self.racing: dict[str, tuple[str, tuple[int, ...]]] = {}  # in flight: (stage, seeds)
+        self.race_stopped: set[str] = set()  # a race job failed: raced no further
+        self.race_jobs = 0  # racing evaluations done (any outcome)
+        self.confirm_plan: dict[str, Any] | None = None  # {ids, seeds, alpha, min_effect}
+        self.confirm_running: set[str] = set()
+        self.confirm_results: dict[str, EvalResult | None] = {}  # None: it failed
+        self.confirmations: list[dict[str, Any]] | None = None  # the `confirmed` verdicts
 
     @classmethod
     def replay(cls, config: SearchConfig, events: Iterable[Mapping[str, Any]]) -> RunState:
@@ -276,6 +289,8 @@ class RunState:
             failure = f"{last.stage}: {outcome}: {first_line(last.error)}"
         elif not p.stages:
             outcome, failure = Outcome.ERROR.value, "no stage ran"
+        if scored:
+            self.result_stage[p.id] = scored[-1].stage
         candidate = Candidate(
             id=p.id,
             source=p.source,
@@ -326,6 +341,43 @@ class RunState:
         stages = ev.get("stages_passed")
         self.archive.rescore(ev["id"], result, None if stages is None else int(stages))
         self.records[ev["id"]].setdefault("rescored", []).append(dict(ev))
+
+    def _on_race_submitted(self, ev: Mapping[str, Any]) -> None:
+        self.racing[ev["id"]] = (str(ev["stage"]), tuple(int(x) for x in ev["seeds"]))
+
+    def _on_race_done(self, ev: Mapping[str, Any]) -> None:
+        cid = ev["id"]
+        self.racing.pop(cid, None)
+        self.race_jobs += 1
+        self.records[cid].setdefault("races", []).append(dict(ev))
+        result = EvalResult.from_dict(ev["result"]) if ev.get("result") else None
+        if ev["outcome"] != Outcome.OK.value or result is None:
+            self.race_stopped.add(cid)  # its first look stands; no more seeds for it
+            return
+        before = self.archive.candidates[cid].result
+        if before is not None and len(result.seeds) <= len(before.seeds):
+            self.race_stopped.add(cid)  # the evaluation did not add the seeds: stop asking
+        self.archive.rescore(cid, result)
+
+    def _on_confirm_started(self, ev: Mapping[str, Any]) -> None:
+        self.confirm_plan = {"ids": list(ev["ids"]), "seeds": [int(x) for x in ev["seeds"]],
+                             "alpha": float(ev["alpha"]),
+                             "min_effect": float(ev.get("min_effect", 0.0))}
+
+    def _on_confirm_submitted(self, ev: Mapping[str, Any]) -> None:
+        self.confirm_running.add(ev["id"])
+
+    def _on_confirm_done(self, ev: Mapping[str, Any]) -> None:
+        cid = ev["id"]
+        self.confirm_running.discard(cid)
+        ok = ev["outcome"] == Outcome.OK.value and ev.get("result")
+        self.confirm_results[cid] = EvalResult.from_dict(ev["result"]) if ok else None
+        self.records[cid]["confirmation_run"] = dict(ev)
+
+    def _on_confirmed(self, ev: Mapping[str, Any]) -> None:
+        self.confirmations = [dict(x) for x in ev["verdicts"]]
+        for verdict in self.confirmations:
+            self.records[verdict["id"]]["confirmation"] = verdict
 
     def annotate(self, candidate: Candidate) -> None:
         """Swap in an updated copy of an archived candidate (same id) everywhere it is held."""

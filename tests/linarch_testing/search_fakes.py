@@ -235,6 +235,36 @@ def toy_evaluate(job: EvalJob) -> EvalResult:
     )
 
 
+def noisy_evaluate(job: EvalJob) -> EvalResult:
+    """The toy landscape seen through seeds, as racing sees a real one: on seed s the paired
+    difference to DeltaNet is toy_fitness plus Gaussian noise (SD LINARCH_TOY_NOISE, default
+    0.02) drawn from (program, seed), so a program trained again on a seed gets the same value,
+    as from the run cache; mean and 95% t interval as `compare` reports them. Every job's
+    seeds are logged to LINARCH_TOY_EVAL_LOG when it is set."""
+    from linarch.evaluation.stats import t_quantile
+
+    log = os.environ.get("LINARCH_TOY_EVAL_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(f"seeds {job.key} {','.join(map(str, job.seeds))}\n")
+    sd = float(os.environ.get("LINARCH_TOY_NOISE", "0.02"))
+    true = toy_fitness(job.source)
+    digest = hashlib.sha256(job.source.encode()).hexdigest()[:16]
+    diffs = [true + random.Random(f"{digest}:{s}").gauss(0.0, sd) for s in job.seeds]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    if n > 1:
+        spread = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+        half = t_quantile(0.975, n - 1) * spread / math.sqrt(n)
+    else:
+        half = math.nan
+    verdict = "better" if mean - half > 0 else ("worse" if mean + half < 0 else "tie")
+    return EvalResult(score=mean, ci_low=mean - half, ci_high=mean + half, verdict=verdict,
+                      metrics={"acc": 0.8 + mean}, seeds=tuple(job.seeds),
+                      candidate_per_seed=tuple(0.8 + d for d in diffs),
+                      baseline_per_seed=tuple(0.8 for _ in diffs))
+
+
 def cost_evaluate(job: EvalJob) -> EvalResult:
     """A synthetic score of a real program from the real compiler's numbers (less state and
     FLOPs is better): the loop end to end on real programs without training anything."""
