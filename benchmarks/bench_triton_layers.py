@@ -3,7 +3,7 @@
     python benchmarks/bench_triton_layers.py          # check, then time: B=8, T=4096, hidden 1024
     python benchmarks/bench_triton_layers.py --check  # the check only
 
-The check: for each example with a fused kernel, the layer `linarch compile --target triton`
+The check: for every example (each runs fused kernels), the layer `linarch compile --target triton`
 writes (kernels in fp32, autotuned) and the PyTorch target's layer hold the same weights and run
 on the GPU in fp32 (TF32 off everywhere) over ragged lengths; outputs, input gradients and every
 parameter gradient must agree to 1e-4 (max |triton - torch| / max |torch|), the tolerance the
@@ -26,12 +26,23 @@ import torch
 import linarch
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-LAYERS = {  # example -> constructor keywords besides hidden_size and num_heads
+LAYERS = {  # every example -> constructor keywords besides hidden_size and num_heads
+    "comba": dict(expand_v=1),
+    "content_sharp_router": dict(fir_long_kernel=7),
     "deltanet": {},
+    "deltaproduct": dict(expand_v=1),
+    "fusion_gated_fir": dict(fir_long_kernel=7),
     "gated_deltanet": dict(expand_v=1),
     "gla": {},
+    "hgrn2": {},
+    "kda": {},
+    "linear_attention": {},
+    "mamba2": dict(state_size=64),
+    "retnet": {},
+    "rwkv7": {},
     "simple_gla": {},
 }
+HEAD_DIM = ("comba", "deltaproduct", "gated_deltanet", "kda")  # head_dim = hidden / heads
 CHECK_HIDDEN, CHECK_HEADS = 256, 2  # key dim 128: several key blocks in every kernel (BK <= 64)
 CHECK_LENGTHS = (1, 37, 64, 200, 1000)
 TOLERANCE = 1e-4
@@ -60,8 +71,10 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def _pair(name: str, hidden: int, heads: int, kernel_dtype: str, dtype: torch.dtype):
     kwargs = dict(hidden_size=hidden, num_heads=heads, **LAYERS[name])
-    if name == "gated_deltanet":
+    if name in HEAD_DIM:
         kwargs["head_dim"] = hidden // heads
+    if name == "rwkv7":  # its heads follow from head_dim
+        kwargs["head_dim"] = hidden // kwargs.pop("num_heads")
     path = str(EXAMPLES / f"{name}.lin")
     torch.manual_seed(0)
     fused = linarch.compile(path, target="triton", kernel_dtype=kernel_dtype)(**kwargs)
@@ -72,6 +85,11 @@ def _pair(name: str, hidden: int, heads: int, kernel_dtype: str, dtype: torch.dt
 
 def check(name: str, lengths: tuple[int, ...] = CHECK_LENGTHS) -> list[Agreement]:
     fused, plain = _pair(name, CHECK_HIDDEN, CHECK_HEADS, "fp32", torch.float32)
+    with torch.no_grad():  # off the initial values: zeros and ones would hide whole terms
+        gen = torch.Generator(device=DEVICE).manual_seed(0)
+        for p in fused.parameters():
+            p.add_(0.1 * torch.randn(p.shape, device=DEVICE, generator=gen))
+    plain.load_state_dict(fused.state_dict(), strict=True)
     out = []
     for T in lengths:
         gen = torch.Generator(device=DEVICE).manual_seed(T)

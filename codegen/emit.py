@@ -18,21 +18,21 @@ import networkx as nx
 
 from linarch.codegen.names import param_path
 from linarch.dsl.ir import Node, Op
-from linarch.dsl.types import Kind, Type, shapes_equal
+from linarch.dsl.types import Kind, Type, alignment
 from linarch.dsl.unit import Unit
 
-TIME_OPS = frozenset({"token_shift", "cumsum", "rotary", "attention"})
+TIME_OPS = frozenset({"token_shift", "cumsum", "rotary", "attention", "fft_conv"})
 
 ELEMENTWISE = {
     "silu": "F.silu({})", "swish": "F.silu({})", "sigmoid": "torch.sigmoid({})",
     "tanh": "torch.tanh({})", "relu": "F.relu({})", "gelu": "F.gelu({})", "elu": "F.elu({})",
     "exp": "torch.exp({})", "log": "torch.log({})", "softplus": "F.softplus({})",
     "logsigmoid": "F.logsigmoid({})", "sqrt": "torch.sqrt({})", "abs": "torch.abs({})",
-    "square": "torch.square({})",
+    "square": "torch.square({})", "round": "torch.round({})",
 }
 SCALAR_FNS = {"exp": "math.exp({})", "log": "math.log({})", "sqrt": "math.sqrt({})",
               "abs": "abs({})", "square": "(({}) ** 2)", "sigmoid": "(1 / (1 + math.exp(-({}))))",
-              "tanh": "math.tanh({})"}
+              "tanh": "math.tanh({})", "round": "round({})"}
 ACTS = {"silu": "nn.SiLU()", "swish": "nn.SiLU()", "tanh": "nn.Tanh()", "relu": "nn.ReLU()",
         "gelu": "nn.GELU()", "sigmoid": "nn.Sigmoid()", "none": "nn.Identity()"}
 
@@ -43,9 +43,10 @@ class CodegenError(Exception):
 
 @dataclass(frozen=True)
 class Eye:
-    """The identity transition, optionally scaled; becomes a tensor only next to one."""
+    """The identity transition, optionally scaled by per-head values (node, text); it becomes a
+    tensor only next to one, where its scales are placed on that tensor's head axes."""
 
-    scale: str | None = None
+    scales: tuple[tuple[int | None, str], ...] = ()  # node None: a plain number
 
 
 @dataclass
@@ -62,9 +63,15 @@ class Emitter:
         self.names = dict(names)  # node -> materialised variable (batched)
         self.lines: list[str] = []  # batched statements, appended as hoisting requires
         self.counter = 0
-        self.caches: list[tuple[str, str]] = []  # (cache key, variable holding its new value)
+        self.keys: set[str] = set()  # decode-cache entries in use
+        self.helpers: set[str] = set()  # runtime helpers the emitted code calls
 
     # ------------------------------------------------------------------ helpers
+    def helper(self, name: str) -> str:
+        """The name of a runtime helper, recorded as used (the file carries only those)."""
+        self.helpers.add(name)
+        return name
+
     def ty(self, i: int) -> Type:
         return self.unit.types[i]
 
@@ -137,7 +144,7 @@ class Emitter:
         if op is Op.NEG:
             inner = self.expr(n.args[0], ctx)
             if isinstance(inner, Eye):
-                return Eye(f"(-{inner.scale})" if inner.scale else "(-1)")
+                return Eye(inner.scales + ((None, "(-1)"),))
             return f"(-{inner})"
         if op is Op.BINARY:
             return self._binary(i, n, ctx)
@@ -161,16 +168,37 @@ class Emitter:
             return f"{path}.reshape({', '.join(f'int({self.expr(d, Ctx())})' for d in positional[len(positional) - len(ty.shape):])})"  # noqa: E501
         return path
 
-    def aligned(self, i: int, text: str, result: Type) -> str:
-        """View operand ``i`` so torch's right-aligned broadcasting realises the language's
-        left-aligned rule within ``result``'s feature shape."""
-        shape = self.ty(i).shape
-        if not shape or len(shape) >= len(result.shape):
+    def place(self, i: int, text, axes: tuple[int, ...], rank: int, ctx: Ctx,
+              full: bool = False) -> str:
+        """View operand ``i`` (``text``) so that its feature axes stand on axes ``axes`` of a
+        result with ``rank`` feature axes. Per-token values keep their batch and time axes in
+        front, so they never align with a static axis (torch's own rule aligns from the
+        right); static values are right-aligned by torch and get a view only when they stand
+        elsewhere."""
+        ty = self.ty(i)
+        token = ty.kind is Kind.TOKEN
+        if not isinstance(text, str) or not token and not ty.shape and not full:
             return text
-        if shapes_equal(result.shape[: len(shape)], shape):
-            extra = len(result.shape) - len(shape)
-            return f"{text}[{'..., ' + ', '.join(['None'] * extra)}]"
-        return text
+        index = [":" if a in axes else "None" for a in range(rank)]
+        if token:
+            if len(axes) == rank:
+                return text
+            lead = [":"] if ctx.step else [":", ":"]
+            return f"{text}[{', '.join(lead + index)}]"
+        if not ty.shape:  # a static number, as a tensor of the result's rank
+            return f"torch.as_tensor({text}, dtype=work_dtype, device=x.device)" + (
+                f"[{', '.join(index)}]" if index else "")
+        if not full and tuple(axes) == tuple(range(rank - len(axes), rank)):
+            return text
+        return f"{text}[{', '.join(index)}]"
+
+    def aligned(self, i: int, text, result: Type, ctx: Ctx) -> str:
+        """Operand ``i`` viewed onto ``result``'s feature shape by the language's broadcasting
+        rule (``linarch.dsl.types.alignment``)."""
+        where = alignment(self.ty(i).shape, result.shape)
+        if where is None:
+            raise CodegenError(f"operand {i} does not broadcast onto the result")
+        return self.place(i, text, where, len(result.shape), ctx)
 
     def _binary(self, i: int, n: Node, ctx: Ctx):
         a, b = n.args
@@ -178,36 +206,62 @@ class Emitter:
         ta, tb = self.ty(a), self.ty(b)
         ea, eb = self.expr(a, ctx), self.expr(b, ctx)
         if op == "@":
-            return self._matmul(i, a, b, ea, eb)
+            return self._matmul(i, a, b, ea, eb, ctx)
         if isinstance(ea, Eye) or isinstance(eb, Eye):
-            return self._with_eye(i, op, a, b, ea, eb)
+            return self._with_eye(i, op, a, b, ea, eb, ctx)
         if ta.is_scalar_static and tb.is_scalar_static:
             return f"({ea} {op} {eb})"
         result = self.ty(i)
-        return f"({self.aligned(a, ea, result)} {op} {self.aligned(b, eb, result)})"
+        ea, eb = (self.number(x, t) for x, t in ((a, ea), (b, eb)))
+        return f"({self.aligned(a, ea, result, ctx)} {op} {self.aligned(b, eb, result, ctx)})"
 
-    def _with_eye(self, i: int, op: str, a: int, b: int, ea, eb):
-        if op == "*":
-            eye, factor, other = (ea, eb, b) if isinstance(ea, Eye) else (eb, ea, a)
-            if self.ty(other).shape:  # a per-head scale: [..., H] -> [..., H, 1, 1]
-                factor = f"{factor}[..., None, None]"
-            return Eye(factor if eye.scale is None else f"({eye.scale} * {factor})")
-        eye, other_text = (ea, eb) if isinstance(ea, Eye) else (eb, ea)
-        scale = eye.scale or "1.0"
+    def number(self, i: int, text):
+        """A static integer formula next to a tensor, as a float: exact Python integers can
+        exceed what torch converts (2 ** 64)."""
+        ty = self.ty(i)
+        if ty.is_scalar_static and ty.value.is_integer and self.node(i).op is not Op.CONST:
+            return f"float({text})"
+        return text
+
+    def _with_eye(self, i: int, op: str, a: int, b: int, ea, eb, ctx: Ctx):
+        if op in ("*", "/"):
+            eye, other, text = (ea, b, eb) if isinstance(ea, Eye) else (eb, a, ea)
+            text = f"(1 / {text})" if op == "/" else text
+            return Eye(eye.scales + ((other, text),))
+        eye, x = (ea, b) if isinstance(ea, Eye) else (eb, a)
+        text = eb if isinstance(ea, Eye) else ea
+        shape = self.ty(x).shape
+        scale = self.eye_scale(eye, shape[:-2], len(shape), ctx)
         if isinstance(ea, Eye):  # scale * I op X
-            return f"eye_add({other_text}, {scale}, {'-1.0' if op == '-' else '1.0'})"
-        return f"eye_add({other_text}, {scale if op == '+' else f'(-{scale})'}, 1.0)"
+            return f"{self.helper('eye_add')}({text}, {scale}, {'-1.0' if op == '-' else '1.0'})"
+        return f"{self.helper('eye_add')}({text}, {scale if op == '+' else f'(-{scale})'}, 1.0)"
 
-    def _matmul(self, i: int, a: int, b: int, ea, eb):
+    def eye_scale(self, eye: Eye, lead, rank: int, ctx: Ctx) -> str:
+        """The product of a scaled identity's scales, each placed on the leading (head) axes of
+        a result with ``rank`` feature axes."""
+        parts = []
+        for node, text in eye.scales:
+            if node is None:
+                parts.append(text)
+                continue
+            where = alignment(self.ty(node).shape, tuple(lead))
+            if where is None:
+                raise CodegenError("a scaled identity needs one value per head")
+            parts.append(self.place(node, text, where, rank, ctx))
+        return " * ".join(parts) if parts else "1.0"
+
+    def _matmul(self, i: int, a: int, b: int, ea, eb, ctx: Ctx):
         if isinstance(eb, Eye):
-            return ea if eb.scale is None else f"({ea} * {eb.scale})"
+            if not eb.scales:
+                return ea
+            shape = self.ty(a).shape
+            return f"({ea} * {self.eye_scale(eb, shape[:-2], len(shape), ctx)})"
         if isinstance(ea, Eye):
             return eb
         sa, sb = self.ty(a).shape, self.ty(b).shape
         if len(sb) < len(sa):  # matrix @ vector; the vector may omit leading (head) axes
-            missing = len(sa) - 1 - len(sb)
-            if missing:
-                eb = f"{eb}[{'..., ' + ', '.join(['None'] * missing)}, :]"
+            lead = alignment(sb[:-1], sa[:-2])
+            eb = self.place(b, eb, (*lead, len(sa) - 2), len(sa) - 1, ctx)
             return f"torch.einsum('...mn,...n->...m', {ea}, {eb})"
         return f"({ea} @ {eb})"
 
@@ -226,71 +280,95 @@ class Emitter:
                 return SCALAR_FNS[fn].format(arg)
             return ELEMENTWISE[fn].format(arg)
         args = [self.expr(a, ctx) for a in pos]
-        if fn == "l2norm":
-            return f"l2norm({args[0]})"
-        if fn == "entropy":
-            return f"entropy({args[0]})"
+        if fn in ("l2norm", "entropy"):
+            return f"{self.helper(fn)}({args[0]})"
         if fn in ("softmax", "sum", "mean"):
             over = n.keyword("over")
             axis = -1
             if over is not None:
-                val = self.node(over).attr("value")
-                if not isinstance(val, int):
-                    raise CodegenError(f"`{fn}` over {val} has no causal lowering")
-                axis = val
+                value = self.ty(over).value
+                if value is None or not value.is_Integer:
+                    raise CodegenError(f"`{fn}` over {self.ty(over).literal} has no causal "
+                                       "lowering")
+                axis = int(value)
             dim = self.feature_axis(pos[0], ctx, axis)
             if fn == "softmax":
                 return f"torch.softmax({args[0]}, dim={dim})"
             return f"{args[0]}.{fn}(dim={dim})"
-        if fn in ("minimum", "maximum", "lerp"):
-            al = [self.aligned(a, t, ty) for a, t in zip(pos, args)]
-            if fn == "lerp":
-                return f"({al[0]} + ({al[1]} - {al[0]}) * {al[2]})"
-            return f"torch.{fn}({al[0]}, {al[1]})"
-        if fn == "clamp":
-            return f"torch.clamp({args[0]}, {args[1]}, {args[2]})"
+        if fn in ("minimum", "maximum", "lerp", "clamp"):
+            return self._combine(fn, pos, args, ty, ctx)
         if fn == "outer":
-            sa, sb = self.ty(pos[0]).shape, self.ty(pos[1]).shape
-            left = self.aligned_lead(pos[0], args[0], len(ty.shape) - 2, len(sa) - 1)
-            right = self.aligned_lead(pos[1], args[1], len(ty.shape) - 2, len(sb) - 1)
-            return f"({left}[..., :, None] * {right}[..., None, :])"
+            rank = len(ty.shape)
+            placed = []
+            for k, (a, t) in enumerate(zip(pos, args)):
+                lead = alignment(self.ty(a).shape[:-1], ty.shape[:-2])
+                placed.append(self.place(a, t, (*lead, rank - 2 + k), rank, ctx))
+            return f"({placed[0]} * {placed[1]})"
         if fn == "diag":
             return f"torch.diag_embed({args[0]})"
         if fn == "dot":
-            al = [self.aligned(a, t, self.ty(a) if len(self.ty(a).shape) >= len(self.ty(b).shape)
-                               else self.ty(b)) for a, t, b in ((pos[0], args[0], pos[1]),
-                                                                (pos[1], args[1], pos[0]))]
+            full = self.ty(pos[0]) if len(self.ty(pos[0]).shape) >= len(self.ty(pos[1]).shape) \
+                else self.ty(pos[1])
+            al = [self.aligned(a, t, full, ctx) for a, t in zip(pos, args)]
             return f"({al[0]} * {al[1]}).sum(-1)"
+        kinds = {self.ty(a).kind for a in pos}
         if fn == "stack":
-            return f"torch.stack([{', '.join(args)}], dim=-2)"
+            items = ", ".join(args)
+            items = f"*torch.broadcast_tensors({items})" if len(kinds) > 1 else items
+            return f"torch.stack([{items}], dim=-2)"
         if fn == "mix":
             return f"({args[0]} * {args[1]}[..., None]).sum(-2)"
         if fn == "concat":
+            if len(kinds) > 1:
+                return f"{self.helper('cat_last')}({', '.join(args)})"
             return f"torch.cat([{', '.join(args)}], dim=-1)"
         if fn == "slice":
             return f"{args[0]}[..., int({args[1]}):int({args[1]}) + int({args[2]})]"
         raise CodegenError(f"no PyTorch lowering for `{fn}`")
 
-    def aligned_lead(self, i: int, text: str, want: int, have: int) -> str:
-        """Insert singleton leading (head) axes so a vector operand of outer() has ``want``."""
-        if have >= want:
-            return text
-        return f"{text}[{'..., ' + ', '.join(['None'] * (want - have))}, :]"
+    def _combine(self, fn: str, pos, args, ty: Type, ctx: Ctx) -> str:
+        if ty.is_scalar_static or all(self.ty(a).is_scalar_static for a in pos):
+            if fn == "lerp":
+                return f"({args[0]} + ({args[1]} - {args[0]}) * {args[2]})"
+            if fn == "clamp":
+                return f"min(max({args[0]}, {args[1]}), {args[2]})"
+            return f"{'min' if fn == 'minimum' else 'max'}({args[0]}, {args[1]})"
+        al = [self.aligned(a, t, ty, ctx) for a, t in zip(pos, args)]
+        if fn == "lerp":
+            return f"({al[0]} + ({al[1]} - {al[0]}) * {al[2]})"
+        if fn == "clamp":  # clamp(x, lo, hi) = min(max(x, lo), hi), also when lo > hi
+            return f"torch.clamp({al[0]}, {al[1]}, {al[2]})"
+        scalar = [self.ty(a).is_scalar_static for a in pos]
+        if any(scalar):  # a number: torch.maximum needs two tensors
+            tensor, number = (al[1], al[0]) if scalar[0] else (al[0], al[1])
+            key = "min" if fn == "maximum" else "max"
+            return f"torch.clamp({tensor}, {key}={number})"
+        return f"torch.{fn}({al[0]}, {al[1]})"
+
+    def cache_key(self, what: str, *nodes: int) -> str:
+        """A decode-cache entry named after the program: `<what>:<name>`, the name of the first
+        of ``nodes`` that has one (else the first node's position), unique within the layer."""
+        name = next((self.node(i).name for i in nodes if self.node(i).name), None)
+        base = f"{what}:{name}" if name else f"{what}:{nodes[0]}"
+        key, k = base, 2
+        while key in self.keys:
+            key, k = f"{base}.{k}", k + 1
+        self.keys.add(key)
+        return key
 
     def _time_op(self, i: int, n: Node, fn: str, ctx: Ctx) -> str:
         if ctx.step:
             raise CodegenError(f"`{fn}` inside a state update is not supported")
         pos = n.positional()
-        name = self.fresh(fn[:5])
+        name = self.names.get(i) or self.fresh(fn[:5])
         if fn == "token_shift":
             arg = self.expr(pos[0], ctx)
-            key = f"shift{i}"
-            self.lines.append(f"{name}, new_cache[{key!r}] = token_shift({arg}, "
+            key = self.cache_key("shift", i, pos[0])
+            self.lines.append(f"{name}, new_cache[{key!r}] = {self.helper('token_shift')}({arg}, "
                               f"cache.get({key!r}))")
-            self.caches.append((key, name))
         elif fn == "cumsum":
             arg = self.expr(pos[0], ctx)
-            key = f"cumsum{i}"
+            key = self.cache_key("cumsum", i, pos[0])
             self.lines.append(f"{name} = {arg}.cumsum(1)")
             self.lines.append(f"if cache.get({key!r}) is not None:")
             self.lines.append(f"    {name} = {name} + cache[{key!r}].unsqueeze(1)")
@@ -299,18 +377,29 @@ class Emitter:
             arg = self.expr(pos[0], ctx)
             base = n.keyword("base")
             base_text = self.expr(base, ctx) if base is not None else "10000.0"
-            self.lines.append(f"{name} = rotary({arg}, positions, {base_text})")
+            self.lines.append(f"{name} = {self.helper('rotary')}({arg}, positions, {base_text})")
+        elif fn == "fft_conv":
+            a, k = (self.expr(x, ctx) for x in pos)
+            full = self.ty(i)
+            a, k = (self.aligned(x, t, full, ctx) for x, t in zip(pos, (a, k)))
+            key = self.cache_key("long_conv", i, pos[0])
+            ka, kk = f"{key}.a", f"{key}.k"
+            self.lines.append(
+                f"{name}, (new_cache[{ka!r}], new_cache[{kk!r}]) = "
+                f"{self.helper('causal_long_conv')}({a}, {k}, past=(cache[{ka!r}], "
+                f"cache[{kk!r}]) if {ka!r} in cache else None)")
         elif fn == "attention":
             q, k, v = (self.expr(a, ctx) for a in pos)
             scale_node = n.keyword("scale")
             scale = (self.expr(scale_node, ctx) if scale_node is not None
                      else f"{q}.shape[-1] ** -0.5")
-            key = f"kv{i}"
+            key = self.cache_key("kv", i)
+            keys, values = f"{key}.k", f"{key}.v"
             self.lines.append(
-                f"{name}, _kv = softmax_attention({q}, {k}, {v}, {scale}, "
-                f"past=(cache[{key!r}+'k'], cache[{key!r}+'v']) if {key!r}+'k' in cache "
-                f"else None, key_mask=attention_mask)")
-            self.lines.append(f"new_cache[{key!r}+'k'], new_cache[{key!r}+'v'] = _kv")
+                f"{name}, (new_cache[{keys!r}], new_cache[{values!r}]) = "
+                f"{self.helper('softmax_attention')}({q}, {k}, {v}, {scale}, "
+                f"past=(cache[{keys!r}], cache[{values!r}]) if {keys!r} in cache else None, "
+                "key_mask=attention_mask)")
         self.names[i] = name
         return name
 
@@ -325,10 +414,10 @@ class Emitter:
             if ctx.step:
                 raise CodegenError("a convolution inside a state update is not supported")
             name = self.fresh("conv")
-            key = f"conv{i}"
+            key = self.cache_key("conv", n.args[0])
             flat = arg if len(xt.shape) == 1 else f"{arg}.flatten(2)"
-            self.lines.append(f"{name}, new_cache[{key!r}] = causal_conv({flat}, {path}.weight, "
-                              f"{path}.bias, cache.get({key!r}))")
+            self.lines.append(f"{name}, new_cache[{key!r}] = {self.helper('causal_conv')}({flat}, "
+                              f"{path}.weight, {path}.bias, cache.get({key!r}))")
             if len(xt.shape) > 1:
                 self.lines.append(f"{name} = {name}.reshape({arg}.shape)")
             self.names[i] = name

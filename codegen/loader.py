@@ -1,7 +1,9 @@
-"""Turn generated source into a live class, cached by (source, target, options).
+"""Turn generated source into a live class.
 
-Generated code is exec'd into a fresh module registered in ``sys.modules`` under a name derived
-from its hash, so tracebacks show the generated file's lines and ``inspect.getsource`` works.
+Generated code is compiled and executed into a fresh module registered in ``sys.modules`` under
+a name derived from its hash, so tracebacks show the generated file's lines (through
+``linecache``) and the class pickles by reference. Reuse is the compile cache's job
+(``linarch.codegen.build``): this module keeps no state of its own.
 """
 
 from __future__ import annotations
@@ -11,22 +13,20 @@ import linecache
 import sys
 import types
 
-_CACHE: dict[str, type] = {}
-
 
 def load_class(source: str, class_name: str, label: str) -> type:
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    if digest in _CACHE:
-        return _CACHE[digest]
     module_name = f"linarch_generated_{digest}"
-    filename = f"<linarch:{label}:{digest}>"
-    module = types.ModuleType(module_name)
-    module.__file__ = filename
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own generated code
-    sys.modules[module_name] = module
+    module = sys.modules.get(module_name)
+    if module is None or getattr(module, "__linarch_source__", None) != source:
+        filename = f"<linarch:{ascii(label)}:{digest}>"
+        module = types.ModuleType(module_name)
+        module.__file__ = filename
+        module.__linarch_source__ = source
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own code
+        sys.modules[module_name] = module
     cls = getattr(module, class_name)
     cls.__linarch_source__ = source
     cls.__linarch_digest__ = digest
-    _CACHE[digest] = cls
     return cls

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import keyword
-
 from linarch.dsl.ir import Module, Op
+from linarch.dsl.names import INTERFACE_RESERVED
 
-# names the generated forward() defines itself
-RESERVED = frozenset({
-    "self", "hidden_states", "attention_mask", "past_key_values", "use_cache", "kwargs", "B", "T",
-    "x", "mask", "cache", "new_cache", "t", "F", "torch", "nn", "math", "positions", "offset",
-    "aux_loss", "output", "work_dtype",
+# names the generated forward() defines itself; a binding that would shadow one of them, a
+# Python or module name, or an nn.Module attribute (statics live on the layer) gets a `_` suffix
+RESERVED = INTERFACE_RESERVED | frozenset({
+    "B", "T", "x", "mask", "cache", "new_cache", "t", "positions", "offset", "output",
+    "work_dtype",
 })
 
 
 def identifier(name: str) -> str:
     ident = name.replace(".", "_")
-    if keyword.iskeyword(ident) or ident in RESERVED:
+    if ident in RESERVED:
         ident += "_"
     return ident
 

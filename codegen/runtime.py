@@ -9,6 +9,77 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+class Hyper:
+    """One constructor keyword of a compiled layer: its default (a value, or a function of the
+    keywords before it), the range the compiler proved its bounds over, whether it must be an
+    integer, and whether the layer reads it (a keyword it does not read is accepted only where it
+    changes nothing)."""
+
+    def __init__(self, default, reads=(), low=None, high=None, open_low=False, integer=False,
+                 used=True, declared=False):
+        self.default, self.reads, self.low, self.high = default, reads, low, high
+        self.open_low, self.integer, self.used, self.declared = open_low, integer, used, declared
+
+    def value(self, values):
+        if not callable(self.default):
+            return self.default
+        v = self.default(**{k: values[k] for k in self.reads})
+        return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def resolve_hparams(table, given, owner):
+    """The layer's keywords: omitted or None ones take their default (computed from earlier
+    keywords where it is a formula); every value is checked against what the compiler assumed;
+    a keyword the layer does not read must agree with what it would have set, so nothing passed
+    is silently ignored."""
+    explicit = {k: v for k, v in given.items() if v is not None}
+    values = {}
+    for name, h in table.items():  # header order: a formula reads earlier keywords only
+        values[name] = explicit[name] if name in explicit else h.value(values)
+    for name, h in table.items():
+        v = values[name]
+        if isinstance(h.default, (bool, str)) or not isinstance(v, (int, float)) or \
+                isinstance(v, bool):
+            if type(v) is not type(h.default):
+                raise TypeError(f"{owner}: {name}={v!r}, expected a {type(h.default).__name__}")
+            continue
+        if h.integer:
+            if isinstance(v, float) and not v.is_integer():
+                raise TypeError(f"{owner}: {name}={v!r} must be an integer")
+            values[name] = v = int(v)
+        low_ok = h.low is None or (v > h.low if h.open_low else v >= h.low)
+        if not low_ok or h.high is not None and v > h.high:
+            what = "> 0" if h.open_low and h.low == 0 and h.high is None else \
+                f"in [{h.low}, {h.high}]"
+            raise ValueError(f"{owner}: {name}={v!r} must be {what} (the compiler's bounds "
+                             "assume it)")
+    for name in explicit:
+        h = table[name]
+        if h.used:
+            continue
+        readers = [r for r, hr in table.items() if name in hr.reads]
+        if readers and all(r in explicit for r in readers):
+            for r in readers:
+                expected = table[r].value(values)
+                if not math.isclose(values[r], expected, rel_tol=1e-9):
+                    raise ValueError(f"{owner}: {r}={values[r]!r} contradicts {name}="
+                                     f"{values[name]!r} (which gives {r}={expected!r}); pass "
+                                     "one of them")
+        elif not readers and not h.declared and values[name] != h.value(values):
+            raise ValueError(f"{owner}: {name}={values[name]!r} would change nothing: this layer "
+                             f"implements {name}={h.value(values)!r} only")
+    return values
+
+
+def width(value, formula):
+    """A width the program computes from its keywords, as an int: an error, never a silent
+    truncation, when the keywords make it fractional or not positive."""
+    if isinstance(value, float) and not value.is_integer() or value <= 0:
+        raise ValueError(f"{formula} = {value!r} is not a positive integer: check the "
+                         "constructor's keywords")
+    return int(value)
+
+
 def l2norm(x, eps=1e-6):
     """x / sqrt(sum x^2 + eps) over the last axis (fla's in-kernel convention), in fp32 or fp64."""
     dtype = x.dtype
@@ -275,6 +346,56 @@ def interleave(steps):
     return torch.stack(steps, dim=2).flatten(1, 2)
 
 
+def cat_last(*xs):
+    """Concatenation along the last axis of values whose leading axes broadcast (a static
+    vector next to per-token ones)."""
+    lead = torch.broadcast_shapes(*(x.shape[:-1] for x in xs))
+    return torch.cat([x.expand(*lead, x.shape[-1]) for x in xs], dim=-1)
+
+
+def causal_long_conv(a, k, past=None):
+    """y_t = sum_{s <= t} k_{t-s} * a_s per feature: a causal convolution of ``a`` with the
+    filter whose tap j is ``k`` at token j. Computed exactly as a masked Toeplitz product, so no
+    output moves when a later token does; ``past`` holds (a, k) of the earlier tokens, from
+    which decoding recomputes. Returns (y of the new tokens, (a, k) so far)."""
+    a, k = torch.broadcast_tensors(a, k)
+    new = a.shape[1]
+    if past is not None:
+        a = torch.cat([past[0].to(a.dtype), a], dim=1)
+        k = torch.cat([past[1].to(k.dtype), k], dim=1)
+    T = a.shape[1]
+    t = torch.arange(T, device=a.device)
+    lag = t[:, None] - t[None, :]  # t - s
+    taps = k[:, lag.clamp(min=0)]  # [B, T, T, ...]: k_{t-s}
+    keep = (lag >= 0).reshape(1, T, T, *([1] * (a.dim() - 2)))
+    y = (taps.masked_fill(~keep, 0.0) * a[:, None]).sum(2)
+    return y[:, T - new:], (a, k)
+
+
+def lay_out(x, sizes, groups):
+    """A value placed on a state's axes (its last ``len(sizes)`` dims, of size 1 where it does
+    not vary) as one flattened dim per group of state axes, in group order: how a state and its
+    operands enter the chunk algorithm's [heads, V, K] (``groups`` = (heads, V, K) axes).
+    Axes in no group must have size 1; the others are expanded to their sizes."""
+    lead = x.dim() - len(sizes)
+    keep = [a for group in groups for a in group]
+    drop = tuple(lead + a for a in range(len(sizes)) if a not in keep)
+    x = x.squeeze(drop) if drop else x
+    kept = sorted(keep)
+    x = x.permute(*range(lead), *(lead + kept.index(a) for a in keep))
+    x = x.expand(*x.shape[:lead], *(sizes[a] for a in keep))
+    return x.reshape(*x.shape[:lead], *(math.prod(sizes[a] for a in g) for g in groups))
+
+
+def unlay(x, sizes, groups):
+    """The inverse of ``lay_out``: the last ``len(groups)`` dims back onto the state axes of the
+    groups, in the state's axis order."""
+    lead = x.dim() - len(groups)
+    keep = [a for group in groups for a in group]
+    x = x.reshape(*x.shape[:lead], *(sizes[a] for a in keep))
+    return x.permute(*range(lead), *(lead + keep.index(a) for a in sorted(keep)))
+
+
 class GroupNorm(nn.Module):
     """Group norm over the features of a token (groups of consecutive channels), with a learned
     scale and an optional bias; x [..., C]."""
@@ -312,5 +433,6 @@ def softmax_attention(q, k, v, scale, past=None, key_mask=None):
     scores = scores.masked_fill(~allowed, -math.inf)
     if key_mask is not None:
         scores = scores.masked_fill(key_mask[:, None, None, -S:] == 0, -math.inf)
-    p = torch.softmax(scores.float(), dim=-1).nan_to_num(0.0).to(v.dtype)
+    work = torch.float64 if scores.dtype == torch.float64 else torch.float32
+    p = torch.softmax(scores.to(work), dim=-1).nan_to_num(0.0).to(v.dtype)
     return torch.einsum("bhts,bshe->bthe", p, v), (k, v)

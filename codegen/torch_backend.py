@@ -1,16 +1,17 @@
-"""The PyTorch backend: a checked module -> one readable Python file that needs only torch.
+"""The PyTorch target: a checked unit and its plan -> one readable Python file needing only torch.
 
-The file is the runtime block (``runtime.py``, verbatim) and one nn.Module rendered from a
-Jinja skeleton whose statements come from the typed emitters (``emit.py``). Each recurrent state
-gets two forms: the generic chunkwise-parallel form (``chunk_lowering.py`` -> ``chunk_dplr``),
-used for training and prefill, and the recurrent form, token by token, generated straight from
-the update as written (the reference, and the decoding path).
+The file is the runtime helpers the layer uses (``runtime.py``, selected by name) and one
+nn.Module rendered from a Jinja skeleton whose statements come from the typed emitters
+(``emit.py``). The forward pass follows the plan's schedule; each recurrent state is one block
+with up to two forms: the chunkwise-parallel form of its plan (``chunk_emit.py``), used for
+training and prefill, and the recurrent form (``scan_emit.py``), token by token, generated
+straight from the update as written (the reference, and the decoding path). The Triton target
+(``triton_backend.py``) is this emitter with one more branch per state and the kernels.
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -18,15 +19,26 @@ from importlib import resources
 import jinja2
 import networkx as nx
 
-from linarch.codegen import chunk_lowering
-from linarch.codegen.emit import ACTS, TIME_OPS, CodegenError, Ctx, Emitter
+from linarch.codegen.chunk_emit import chunk_lines
+from linarch.codegen.emit import ACTS, CodegenError, Ctx, Emitter
 from linarch.codegen.names import param_path, value_names
+from linarch.codegen.plan import ChunkPlan, KernelPlan, Plan, StatePlan, Target, plan
+from linarch.codegen.scan_emit import scan_lines
+from linarch.codegen.source_text import (
+    WIDTH,
+    docstring,
+    header_lines,
+    string_literal,
+    wrap_lines,
+)
 from linarch.dsl.ir import Node, Op
 from linarch.dsl.params import PARAM_KINDS
-from linarch.dsl.passes.transitions import Transition
+from linarch.dsl.printer import format_expr
+from linarch.dsl.recurrence import Recurrence
 from linarch.dsl.unit import Unit
+from linarch.dsl.unparse import expression_text
 
-GENERATOR = "linarch 0.1.0 torch backend"
+GENERATOR = "linarch 0.2.0"
 
 
 @dataclass(frozen=True)
@@ -45,11 +57,6 @@ class StateLowering:
 
 
 @cache
-def runtime_source() -> str:
-    return resources.files("linarch.codegen").joinpath("runtime.py").read_text(encoding="utf-8")
-
-
-@cache
 def _template() -> jinja2.Template:
     text = resources.files("linarch.codegen").joinpath("templates/torch_module.py.j2").read_text(
         encoding="utf-8")
@@ -58,30 +65,43 @@ def _template() -> jinja2.Template:
     return env.from_string(text)
 
 
-def generate(unit: Unit, options: TorchOptions = TorchOptions()) -> str:
+def generate(unit: Unit, options: TorchOptions = TorchOptions(), the_plan: Plan | None = None,
+             ) -> str:
     """Python source of the layer; raises CodegenError for constructs it cannot lower."""
-    gen = _Generator(unit, options)
-    text = gen.render()
+    return checked(Generator(unit, options, the_plan or plan(unit, Target.TORCH)).render())
+
+
+def checked(text: str) -> str:
+    """Generated text, compiled by Python before anyone uses it."""
     try:
-        ast.parse(text)
+        compile(text, "<linarch generated>", "exec")
     except SyntaxError as exc:  # a backend bug, never the user's
-        raise CodegenError(f"generated code does not parse: {exc}") from exc
+        raise CodegenError(f"generated code does not compile: {exc}") from exc
     if "{{" in text or "{%" in text:
         raise CodegenError("generated code kept a template marker")
     return text
 
 
-def state_lowerings(unit: Unit) -> list[StateLowering]:
+def state_lowerings(unit: Unit, target: Target = Target.TORCH) -> list[StateLowering]:
     """How each state is computed (for `linarch show` and the file header)."""
-    return _Generator(unit, TorchOptions()).lowerings()
+    return [lowering(p) for p in plan(unit, target).states]
 
 
-class _Generator:
-    def __init__(self, unit: Unit, options: TorchOptions) -> None:
+def lowering(sp: StatePlan) -> StateLowering:
+    rec = sp.rec
+    return StateLowering(rec.name, rec.label, not hasattr(sp, "reason"), sp.how)
+
+
+class Generator:
+    target = Target.TORCH
+
+    def __init__(self, unit: Unit, options: TorchOptions, the_plan: Plan) -> None:
         self.unit = unit
         self.m = unit.module
         self.options = options
-        self.names = value_names(self.m)
+        self.plan = the_plan
+        self.names = {i: n for i, n in value_names(self.m).items()
+                      if self.m.node(i).op is not Op.CONST or self._is_static_scalar(i)}
         self.em = Emitter(unit, self.names)
 
     # ------------------------------------------------------------------ statics and params
@@ -90,7 +110,7 @@ class _Generator:
         n = self.m.node(i)
         if n.op is Op.HPARAM:
             return n.name
-        if i in self.names and n.op is not Op.HPARAM and self._is_static_scalar(i):
+        if i in self.names and self._is_static_scalar(i):
             return self.names[i]
         return self._static_inline(i)
 
@@ -109,22 +129,75 @@ class _Generator:
             return f"({a} {n.attr('op')} {b})"
         if n.op is Op.CALL and n.attr("fn") in ("exp", "log", "sqrt"):
             return f"math.{n.attr('fn')}({self.static_text(n.args[0])})"
-        if n.op is Op.SEQLEN:
-            raise CodegenError("T cannot size a parameter")
+        if n.op is Op.CALL and n.attr("fn") in ("round", "abs"):
+            return f"{n.attr('fn')}({self.static_text(n.args[0])})"
+        if n.op is Op.CALL and n.attr("fn") == "square":
+            return f"({self.static_text(n.args[0])} ** 2)"
+        if n.op is Op.CALL and n.attr("fn") in ("minimum", "maximum"):
+            fn = "min" if n.attr("fn") == "minimum" else "max"
+            return f"{fn}({', '.join(self.static_text(a) for a in n.args)})"
         raise CodegenError(f"`{n.op.value}` is not a static number")
 
     def _is_static_scalar(self, i: int) -> bool:
         return self.unit.types[i].is_scalar_static
 
+    def hyper_table(self) -> str:
+        """`HYPER_PARAMETERS`: each keyword's default or formula, range, integrality and use."""
+        self.em.helpers |= {"Hyper", "resolve_hparams"}
+        g = self.m.graph
+        formulas = set()
+        for _, n in self.m.hparams():
+            if n.args:
+                formulas |= nx.ancestors(g, n.args[0]) | {n.args[0]}
+        lines = ["HYPER_PARAMETERS = {"]
+        for i, n in self.m.hparams():
+            ty = self.unit.types.get(i)
+            args = []
+            if n.args:
+                reads = [self.m.node(a).name for a in self._formula_reads(n.args[0])]
+                args.append(f"lambda {', '.join(reads)}: {self.static_text(n.args[0])}")
+                args.append(f"reads={tuple(reads)!r}")
+            else:
+                args.append(repr(n.attr("default")))
+            declared = n.attr("range")
+            value = self.unit.defaults.get(ty.value) if ty is not None and ty.value is not None \
+                else n.attr("default")
+            if declared is not None:
+                args += [f"low={declared[0]!r}", f"high={declared[1]!r}", "declared=True"]
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                args += ["low=0", "open_low=True"]
+            if isinstance(value, int) and not isinstance(value, bool):
+                args.append("integer=True")
+            if not any(u not in formulas and self.m.node(u).op is not Op.HPARAM
+                       for u in self.m.users(i)):
+                args.append("used=False")
+            lines.append(f"    {n.name!r}: Hyper({', '.join(args)}),")
+        return "\n".join(wrap_lines(lines + ["}"], 4))
+
+    def _formula_reads(self, i: int) -> list[int]:
+        """The keywords a default formula reads directly (not those they derive from)."""
+        found: set[int] = set()
+        todo = [i]
+        while todo:
+            j = todo.pop()
+            if self.m.node(j).op is Op.HPARAM:
+                found.add(j)
+                continue
+            todo.extend(self.m.node(j).args)
+        return sorted(found)
+
     def init_body(self) -> list[str]:
-        lines = []
+        names = [n.name for _, n in self.m.hparams()]
+        given = ", ".join(f"{k}={k}" for k in names)
+        lines = [f"hp = resolve_hparams(self.HYPER_PARAMETERS, dict({given}), "
+                 f"{self.m.name!r})"]
+        lines += [f"{k} = hp[{k!r}]" for k in names]
         for _, n in self.m.hparams():
             lines.append(f"self.{n.name} = {n.name}")
         lines += ["self.layer_idx = layer_idx", "self.mode = mode",
                   "self.chunk_size = chunk_size", "self.aux_loss = torch.zeros(())"]
         for i, n in self.m.nodes():
-            if i in self.names and self._is_static_scalar(i) and n.op not in (Op.HPARAM,
-                                                                              Op.CONST):
+            if i in self.names and self._is_static_scalar(i) and n.op is not Op.HPARAM:
                 lines.append(f"{self.names[i]} = {self._static_inline(i)}")
                 lines.append(f"self.{self.names[i]} = {self.names[i]}")
         made: set[str] = set()
@@ -138,41 +211,66 @@ class _Generator:
             lines.append(f"{param_path(n.name)} = {self._ctor(i, n)}")
         return lines
 
-    def _kw(self, n: Node, key: str):
+    def width(self, i: int) -> str:
+        """A width in the constructor, checked to be a positive integer where it is computed."""
+        n = self.m.node(i)
+        if n.op is Op.CONST:
+            return repr(n.attr("value"))
+        text = self.static_text(i)
+        root = i
+        while self.m.node(root).op is Op.ALIAS:
+            root = self.m.node(root).args[0]
+        if self.m.node(root).op is Op.HPARAM and self.unit.types[i].value.is_integer:
+            return text  # an integer keyword: the resolver checked it
+        if self.m.node(i).name is not None and self.unit.types[i].value.is_integer and \
+                self.m.node(i).op is Op.HPARAM:
+            return text
+        shown = format_expr(expression_text(self.m, i))
+        return f"{self.em.helper('width')}({text}, {shown!r})"
+
+    def _kw(self, n: Node, key: str) -> str:
+        """A constructor keyword's value as code: its literal, its formula, or the default."""
         a = n.keyword(key)
         if a is None:
-            return PARAM_KINDS[n.attr("kind")].default(key)
+            return repr(PARAM_KINDS[n.attr("kind")].default(key))
         node = self.m.node(a)
         if node.op is Op.CONST:
-            return node.attr("value")
+            return repr(node.attr("value"))
         return self.static_text(a)
+
+    def _choice(self, n: Node, key: str):
+        """A keyword that selects code (act, init): a string literal (the type pass checks)."""
+        a = n.keyword(key)
+        return PARAM_KINDS[n.attr("kind")].default(key) if a is None else \
+            self.m.node(a).attr("value")
 
     def _ctor(self, i: int, n: Node) -> str:
         kind = n.attr("kind")
-        w = [f"int({self.static_text(a)})" for a in n.positional()]
+        w = [self.width(a) for a in n.positional()]
         if kind == "linear":
-            return f"nn.Linear({w[0]}, {w[1]}, bias={self._kw(n, 'bias')!r})"
+            return f"nn.Linear({w[0]}, {w[1]}, bias={self._kw(n, 'bias')})"
         if kind == "mlp":
-            act = ACTS[self._kw(n, "act")]
+            act = ACTS[self._choice(n, "act")]
             bias = self._kw(n, "bias")
             layers = []
             for a, b in zip(w, w[1:]):
-                layers.append(f"nn.Linear({a}, {b}, bias={bias!r})")
+                layers.append(f"nn.Linear({a}, {b}, bias={bias})")
                 layers.append(act)
             return f"nn.Sequential({', '.join(layers[:-1])})"
         if kind == "causal_conv":
-            width = self._kw(n, "width")
-            return (f"nn.Conv1d({w[0]}, {w[0]}, int({width}), groups={w[0]}, "
-                    f"bias={self._kw(n, 'bias')!r})")
+            a = n.keyword("width")
+            width = self.width(a) if a is not None else self._kw(n, "width")
+            return (f"nn.Conv1d({w[0]}, {w[0]}, {width}, groups={w[0]}, "
+                    f"bias={self._kw(n, 'bias')})")
         if kind == "rmsnorm":
-            return f"RMSNorm({w[0]}, eps={self._kw(n, 'eps')}, " \
-                   f"elementwise_affine={self._kw(n, 'affine')!r})"
+            return f"{self.em.helper('RMSNorm')}({w[0]}, eps={self._kw(n, 'eps')}, " \
+                   f"elementwise_affine={self._kw(n, 'affine')})"
         if kind == "layernorm":
             return (f"nn.LayerNorm({w[0]}, eps={self._kw(n, 'eps')}, "
-                    f"elementwise_affine={self._kw(n, 'affine')!r}, bias={self._kw(n, 'bias')!r})")
+                    f"elementwise_affine={self._kw(n, 'affine')}, bias={self._kw(n, 'bias')})")
         if kind == "groupnorm":
-            return (f"GroupNorm({w[0]}, {w[1]}, eps={self._kw(n, 'eps')}, "
-                    f"affine={self._kw(n, 'affine')!r}, bias={self._kw(n, 'bias')!r})")
+            return (f"{self.em.helper('GroupNorm')}({w[0]}, {w[1]}, eps={self._kw(n, 'eps')}, "
+                    f"affine={self._kw(n, 'affine')}, bias={self._kw(n, 'bias')})")
         if kind == "weight":
             return f"nn.Parameter(torch.empty({', '.join(w)}))"
         raise CodegenError(f"no PyTorch constructor for `{kind}`")
@@ -181,10 +279,13 @@ class _Generator:
         lines = []
         for _, n in self.m.nodes(Op.PARAM):
             kind = n.attr("kind")
-            init = self._kw(n, "init") if "init" in dict(PARAM_KINDS[kind].keywords) else None
+            init = self._choice(n, "init") if "init" in dict(PARAM_KINDS[kind].keywords) else None
             path = param_path(n.name)
             if kind == "weight":
                 value = self._kw(n, "value")
+                helper = {"a_log": "init_a_log", "dt_bias": "init_dt_bias"}.get(init)
+                if helper:
+                    self.em.helper(helper)
                 lines.append({
                     "zeros": f"nn.init.zeros_({path})",
                     "ones": f"nn.init.ones_({path})",
@@ -196,7 +297,13 @@ class _Generator:
                     "dt_bias": f"init_dt_bias({path})",
                 }[init])
             elif kind == "causal_conv" and init == "identity":
-                lines.append(f"init_dirac({path}.weight)")
+                lines.append(f"{self.em.helper('init_dirac')}({path}.weight)")
+        reads = [(i, n) for i, n in self.m.nodes() if n.op is Op.PARAM and n.keyword("value")
+                 is not None and self.m.node(n.keyword("value")).op is not Op.CONST]
+        if reads:  # an init value computed from the keywords, which live on the layer
+            statics = [self.names[i] for i, n in self.m.nodes() if i in self.names
+                       and self._is_static_scalar(i)]
+            lines = [f"{name} = self.{name}" for name in statics] + lines
         return lines or ["pass"]
 
     # ------------------------------------------------------------------ forward
@@ -220,38 +327,32 @@ class _Generator:
             "work_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32",
         ]
         statics = [(i, self.names[i]) for i, n in self.m.nodes()
-                   if i in self.names and self._is_static_scalar(i) and n.op is not Op.CONST]
-        if statics:
-            targets = ", ".join(n for _, n in statics)
-            sources = ", ".join(
-                f"self.{self.m.node(i).name if self.m.node(i).op is Op.HPARAM else n}"
-                for i, n in statics)
-            out.append(f"{targets} = {sources}" + ("," if len(statics) == 1 else ""))
+                   if i in self.names and self._is_static_scalar(i)]
+        for i, name in statics:
+            node = self.m.node(i)
+            out.append(f"{name} = self.{node.name if node.op is Op.HPARAM else name}")
         for i, _ in statics:
             em.names[i] = self.names[i]
-        inside = self._state_internal()
         losses = []
-        for i, n in self.m.nodes():
-            if i in inside:
+        for item in self.plan.schedule:
+            if isinstance(item, Recurrence):
+                out += self.state_block(item)
                 continue
-            if n.op is Op.UPDATE and self._is_final_update(i):
-                self._state_block(i, out)
+            i = item
+            n = self.m.node(i)
+            if i in self.plan.inside:
                 continue
-            if n.op is Op.LOSS:
+            if n.op in (Op.LOSS, Op.RETURN):
                 text = em.expr(n.args[0], Ctx())
                 out.extend(em.lines)
                 em.lines.clear()
-                losses.append(f"({text}).mean()")
-                continue
-            if n.op is Op.RETURN:
-                text = em.expr(n.args[0], Ctx())
-                out.extend(em.lines)
-                em.lines.clear()
-                out.append(f"output = {text}")
+                if n.op is Op.LOSS:
+                    losses.append(f"({text}).mean()")
+                else:
+                    out.append(f"output = {text}")
                 continue
             if (n.name is not None and i in self.names and n.op not in (Op.HPARAM, Op.CONST)
-                    and not self._is_static_scalar(i) and n.op is not Op.PARAM
-                    and n.op not in (Op.STATE, Op.UPDATE)):
+                    and not self._is_static_scalar(i) and n.op is not Op.PARAM):
                 name = self.names[i]
                 del em.names[i]
                 text = em.expr(i, Ctx())
@@ -271,187 +372,169 @@ class _Generator:
         return out
 
     # ------------------------------------------------------------------ states
-    def _updates(self) -> dict[int, Transition]:
-        return {tr.update: tr for tr in self.unit.transitions}
-
-    def _is_final_update(self, i: int) -> bool:
-        return i in self._updates()
-
-    def _readouts(self, tr: Transition) -> list[int]:
-        return self.m.users(tr.update)
-
-    def _state_internal(self) -> set[int]:
-        """Nodes computed inside some state's recurrent step (never at top level)."""
-        inside: set[int] = set()
-        for tr in self.unit.transitions:
-            inside |= self._local_set(tr) - {tr.update} - set(self._readouts(tr))
-            inside |= set(self._readouts(tr))
-        return inside
-
-    def _local_set(self, tr: Transition) -> set[int]:
-        m = self.m
-        g = m.graph
-        updates = [st.update for st in tr.steps]
-        readouts = self._readouts(tr)
-        local = set(updates) | set(readouts)
-        dependent = nx.descendants(g, tr.state) | {tr.state}
-        for i in sorted(nx.ancestors(g, tr.update) | set(readouts), reverse=True):
-            if i in local:
-                continue
-            users = set(m.users(i))
-            n = m.node(i)
-            if i in dependent and users & local:
-                local.add(i)
-                continue
-            if not users or not users <= local:
-                continue
-            if n.name is None and n.op in (Op.BINARY, Op.NEG, Op.IDENTITY, Op.CONST, Op.RESHAPE) \
-                    or (n.op is Op.CALL and n.attr("fn") not in TIME_OPS and n.name is None):
-                local.add(i)
-        return local - {tr.state}
-
-    def lowerings(self) -> list[StateLowering]:
-        out = []
-        for tr in self.unit.transitions:
-            try:
-                readouts = self._readouts(tr)
-                readout = self._chunk_readout(tr, readouts)
-                probe = Emitter(self.unit, self.names)
-                chunk_lowering.plan(probe, tr, readout, dims=self._state_dims(tr))
-                out.append(StateLowering(tr.name, tr.label, True,
-                                         f"chunked ({tr.algorithm}; generic DPLR chunk form)"))
-            except (chunk_lowering.NoChunkForm, CodegenError) as why:
-                out.append(StateLowering(tr.name, tr.label, False,
-                                         f"recurrent scan, token by token (slow): {why}"))
+    def read_names(self, rec: Recurrence, state: str) -> dict[int, str]:
+        out = {}
+        for k, r in enumerate(rec.reads):
+            n = self.m.node(r.node)
+            named = r.node in self.names and n.op not in (Op.STATE, Op.UPDATE)
+            out[r.node] = self.names[r.node] if named else f"_{state}_read{k}"
         return out
 
-    def _state_dims(self, tr: Transition) -> tuple[str, ...]:
-        return tuple(f"int({self.em.expr(d, Ctx())})" for d in self.m.node(tr.state).args)
+    def branches(self, sp: StatePlan, state: str, sizes: str,
+                 reads: dict[int, str]) -> list[tuple[str, list[str]]]:
+        """(condition, statements) for each faster form of a state, tried before the scan."""
+        chunk = sp.chunk if isinstance(sp, KernelPlan) else sp
+        if not isinstance(chunk, ChunkPlan):
+            return []
+        lines = chunk_lines(self.em, chunk, state, sizes, reads)
+        self.em.helpers |= {"chunk_dplr", "lay_out", "unlay"}
+        if len(chunk.positions) > 1:
+            self.em.helper("interleave")
+        return [("self.mode == \"chunk\" and T > 1", lines)]
 
-    def _chunk_readout(self, tr: Transition, readouts: list[int]) -> int | None:
-        if len(readouts) != 1:
-            return None
-        n = self.m.node(readouts[0])
-        if n.op is Op.BINARY and n.attr("op") == "@" and n.args[0] == tr.update \
-                and n.args[1] != tr.update:
-            return readouts[0]
-        return None
-
-    def _state_block(self, upd: int, out: list[str]) -> None:
+    def state_block(self, rec: Recurrence) -> list[str]:
         em = self.em
-        tr = self._updates()[upd]
-        state = self.names.get(tr.state, "S")
-        dims = ", ".join(f"int({em.expr(d, Ctx())})" for d in self.m.node(tr.state).args)
-        out.extend(em.lines)
+        sp = self.plan.state(rec)
+        state = self.names.get(rec.state, "S")
+        sizes = f"_{state}_sizes"
+        dims = [f"int({em.expr(d, Ctx())})" for d in self.m.node(rec.state).args]
+        out = list(em.lines)
         em.lines.clear()
-        readouts = self._readouts(tr)
-        read_names = {r: f"_read_{state}{k}" for k, r in enumerate(readouts)}
-        out.append(f"# state {tr.name}: {tr.label}; A = {tr.formula}")
-        out.append(f"{state} = cache.get({tr.name!r})")
+        reads = self.read_names(rec, state)
+        out.append(f"# state {rec.name}: {rec.label}; A = {rec.formula}")
+        out.append(f"{state} = cache.get({rec.name!r})")
         out.append(f"if {state} is None:")
-        out.append(f"    {state} = x.new_zeros(B, {dims}, dtype=work_dtype)")
-        readout = self._chunk_readout(tr, readouts)
-        chunk = None
-        if readout is not None:
-            try:
-                chunk = chunk_lowering.plan(em, tr, readout, dims=self._state_dims(tr))
-            except (chunk_lowering.NoChunkForm, CodegenError):
-                chunk = None
-        local = self._local_set(tr)
-        # values the loop reads must exist before the branch
-        step_lines = self._step_lines(tr, state, local, readouts, read_names)
-        out.extend(em.lines)
+        out.append(f"    {state} = x.new_zeros(B{''.join(', ' + d for d in dims)}, "
+                   "dtype=work_dtype)")
+        fast = self.branches(sp, state, sizes, reads)
+        hoisted = list(em.lines)
         em.lines.clear()
-        if chunk is not None:
-            out.append("if self.mode == \"chunk\" and T > 1:")
-            body = list(chunk.lines)
-            call = (f"{read_names[readout]}, {state} = chunk_dplr({chunk.q}, {chunk.k}, "
-                    f"{chunk.v}, g={chunk.g}, a={chunk.a}, c={chunk.c}, initial_state={state}, "
-                    f"chunk_size=self.chunk_size)")
-            body.append(call)
-            if chunk.micro_steps > 1:
-                n = chunk.micro_steps
-                r = read_names[readout]
-                body.append(f"{r} = {r}[:, {n - 1}::{n}]")
-            out.extend("    " + line for line in body)
+        scan = scan_lines(self.unit, em, rec, state, reads)
+        hoisted += em.lines
+        em.lines.clear()
+        out += hoisted
+        if fast:
+            out.append(f"{sizes} = ({', '.join(dims)}{',' if len(dims) == 1 else ''})")
+            for k, (condition, lines) in enumerate(fast):
+                out.append(f"{'if' if k == 0 else 'elif'} {condition}:")
+                out += ["    " + line for line in lines]
             out.append("else:")
-            out.extend("    " + line for line in step_lines)
+            out += ["    " + line for line in scan]
         else:
-            out.extend(step_lines)
-        out.append(f"new_cache[{tr.name!r}] = {state}")
-        for r, name in read_names.items():
+            out += scan
+        out.append(f"new_cache[{rec.name!r}] = {state}")
+        for node, name in reads.items():
             # the state runs in fp32 (fp64); what it reads goes on in the layer's dtype
             out.append(f"{name} = {name}.to(x.dtype)")
-            em.names[r] = name
-
-    def _step_lines(self, tr: Transition, state: str, local: set[int], readouts: list[int],
-                    read_names: dict[int, str]) -> list[str]:
-        em = self.em
-        ctx = Ctx(step=True, local={tr.state: state}, inline=frozenset(local))
-        hidden = {i: em.names.pop(i) for i in list(em.names) if i in local}
-        try:
-            return self._step_body(tr, state, ctx, readouts, read_names)
-        finally:
-            em.names.update({i: n for i, n in hidden.items() if i not in read_names})
-
-    def _step_body(self, tr: Transition, state: str, ctx: Ctx, readouts: list[int],
-                   read_names: dict[int, str]) -> list[str]:
-        em = self.em
-        body: list[str] = []
-        current = state
-        for k, st in enumerate(tr.steps):
-            node = self.m.node(st.update)
-            text = em.expr(node.args[1], ctx)
-            var = f"_{state}_next{k}"
-            body.append(f"{var} = ({text}).to(work_dtype)")
-            ctx.local[st.update] = var
-            current = var
-        body.append("if mask is not None:")
-        body.append(f"    {current} = torch.where(mask[:, t].reshape(-1, {', '.join(['1'] * len(self.unit.types[tr.state].shape))}) > 0, {current}, {state})")  # noqa: E501
-        body.append(f"{state} = {current}")
-        ctx.local[tr.update] = state
-        reads = []
-        for r in readouts:
-            text = em.expr(r, ctx)
-            reads.append(text)
-        lines = [f"_reads_{state} = []", "for t in range(T):"]
-        lines += ["    " + b for b in body]
-        lines.append(f"    _reads_{state}.append(({', '.join(reads)},))")
-        for k, r in enumerate(readouts):
-            lines.append(f"{read_names[r]} = torch.stack([_r[{k}] for _r in _reads_{state}], 1)")
-        return lines
+            em.names[node] = name
+        return out
 
     # ------------------------------------------------------------------ rendering
     def header(self) -> str:
-        src = self.m.source
-        digest = hashlib.sha256(src.text.encode()).hexdigest()[:16]
-        lines = [
-            f"# Generated by {GENERATOR} from {src.name} (sha256 {digest}). Do not edit:",
-            "# change the .lin source and run `linarch compile` again.",
-            f"# Options: chunk_size={self.options.chunk_size}",
-        ]
-        for low in self.lowerings():
+        lines = header_lines(self.m.source, f"{GENERATOR} {self.target.value} target",
+                             f"chunk_size={self.options.chunk_size}")
+        for sp in self.plan.states:
+            low = lowering(sp)
             lines.append(f"# state {low.name}: {low.label} -> {low.reason}")
-        return "\n".join(lines)
+        return "\n".join(wrap_lines(lines, 0))
+
+    def kernels(self) -> str:
+        """Extra module-level code between the runtime and the layer (the Triton target's)."""
+        return ""
 
     def render(self) -> str:
-        hparams = ", ".join(f"{n.name}={n.attr('default')!r}" for _, n in self.m.hparams())
-        states = {low.name: low.reason for low in self.lowerings()}
-        doc = f"{self.m.name}: a sequence mixer compiled by linarch."
+        hparams = "".join(f"{n.name}=None, " for _, n in self.m.hparams())
+        signature = (f"def __init__(self, {hparams}layer_idx=None, mode=\"chunk\", "
+                     f"chunk_size={self.options.chunk_size}):")
+        states = {lowering(sp).name: lowering(sp).reason for sp in self.plan.states}
+        hyper = self.hyper_table()
+        init = self.init_body()
+        reset = self.reset_body()
         forward = self.forward_body()
+        kernels = self.kernels()
         return _template().render(
             header=self.header(),
-            runtime=runtime_source(),
+            runtime=runtime_source(frozenset(self.em.helpers)),
+            kernels=kernels,
             class_name=self.m.name,
-            doc=doc,
-            source_name=self.m.source.name,
-            states_doc=repr(states),
-            hparam_args=hparams,
-            chunk_size=self.options.chunk_size,
-            init_body="\n".join(self.init_body()),
-            reset_body="\n".join(self.reset_body()),
-            forward_body="\n".join(forward),
+            doc=docstring(self.m),
+            states=states_literal(states),
+            hyper=hyper,
+            init_signature="\n".join(wrap_lines([signature], 4)),
+            init_body="\n".join(wrap_lines(init, 8)),
+            reset_body="\n".join(wrap_lines(reset, 8)),
+            forward_body="\n".join(wrap_lines(forward, 8)),
         )
 
 
-__all__ = ["generate", "TorchOptions", "state_lowerings", "CodegenError"]
+def states_literal(states: dict[str, str]) -> str:
+    """`STATES = {...}`: each state and how it is computed, one per line within 100 columns."""
+    if not states:
+        return "STATES = {}"
+    lines = ["STATES = {"]
+    for name, how in states.items():
+        key = repr(name) + ": "
+        # the template indents these lines by 4 more; the last literal is followed by "),"
+        lines.append(f"    {key}{string_literal(how, 4 + len(key), WIDTH - 5)},")
+    return "\n".join(lines + ["}"])
+
+
+# ---------------------------------------------------------------------------- the runtime
+
+
+@cache
+def _runtime_parts() -> tuple[str, tuple[tuple[str, str, frozenset[str]], ...]]:
+    """runtime.py as (its preamble, then (name, source, names it reads) per definition)."""
+    text = resources.files("linarch.codegen").joinpath("runtime.py").read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    lines = text.splitlines(keepends=True)
+    parts = []
+    first = None
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if first is None:
+            first = node
+        names = _defined(node)
+        start = node.lineno - 1
+        # keep the comment block just above a definition with it
+        while start > 0 and lines[start - 1].lstrip().startswith("#") and start - 1 >= (
+                first.lineno - 1 if node is not first else 0):
+            start -= 1
+        source = "".join(lines[start:node.end_lineno])
+        reads = frozenset(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+        parts.append((names, source, reads))
+    preamble = "".join(lines[: (first.lineno - 1 if first else len(lines))])
+    return preamble, tuple(parts)
+
+
+def _defined(node: ast.stmt) -> str:
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return node.name
+    if isinstance(node, ast.Assign):
+        return ",".join(t.id for t in node.targets[0].elts) if isinstance(
+            node.targets[0], ast.Tuple) else node.targets[0].id
+    raise CodegenError(f"runtime.py holds an unexpected statement at line {node.lineno}")
+
+
+def runtime_source(used: frozenset[str]) -> str:
+    """The runtime block with only the helpers in ``used`` and what they need, in file order."""
+    preamble, parts = _runtime_parts()
+    by_name = {}
+    for names, _, reads in parts:
+        for name in names.split(","):
+            by_name[name] = reads
+    need: set[str] = set()
+    todo = [u for u in used if u in by_name]
+    while todo:
+        name = todo.pop()
+        if name in need:
+            continue
+        need.add(name)
+        todo += [r for r in by_name[name] if r in by_name and r not in need]
+    blocks = [source for names, source, _ in parts if set(names.split(",")) & need]
+    return preamble + "\n\n".join(b.rstrip("\n") + "\n" for b in blocks)
+
+
+__all__ = ["generate", "TorchOptions", "state_lowerings", "CodegenError", "Generator",
+           "runtime_source"]

@@ -94,6 +94,8 @@ ELEMENTWISE = (
     Builtin("sqrt", Family.ELEMENTWISE, range=lambda r: Interval(iv.sqrt(max(r.lo, 0.0)),
                                                                  iv.sqrt(max(r.hi, 0.0))), flops=2),
     Builtin("abs", Family.ELEMENTWISE, range=_abs),
+    Builtin("round", Family.ELEMENTWISE, range=lambda r: Interval(r.lo - 0.5, r.hi + 0.5),
+            doc="to the nearest integer, halves to even (no gradient): for derived sizes"),
     Builtin("square", Family.ELEMENTWISE, range=_square),
 )
 

@@ -53,6 +53,9 @@ CODES: dict[str, Code] = _codes(
     ("LA113", "error", "invalid hyper-parameter"),
     ("LA114", "error", "dimension is not a positive integer"),
     ("LA115", "error", "reserved name"),
+    ("LA116", "error", "value outside the domain of a function"),
+    ("LA117", "warning", "value may leave the domain of a function"),
+    ("LA118", "error", "static formula too large to compute"),
     # causality
     ("LA201", "error", "reduction over time reads the future"),
     ("LA202", "error", "reverse scan over time reads the future"),
@@ -64,6 +67,7 @@ CODES: dict[str, Code] = _codes(
     ("LA301", "error", "state update is not affine in the state"),
     ("LA302", "error", "transition has no known structure"),
     ("LA303", "error", "state is not updated with a per-token write"),
+    ("LA304", "error", "states coupled through each other"),
     # complexity
     ("LA401", "error", "cost per token grows with sequence length"),
     ("LA402", "error", "state grows with sequence length"),

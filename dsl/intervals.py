@@ -110,7 +110,7 @@ def exp(v: float) -> float:
 
 
 def log(v: float) -> float:
-    if v <= 0:
+    if v <= 0 or v == TINY:  # TINY: known > 0, but not how far from 0
         return -INF
     return INF if v == INF else math.log(v)
 
@@ -141,3 +141,40 @@ def tanh(v: float) -> float:
 
 def sqrt(v: float) -> float:
     return math.sqrt(v) if v != INF else INF
+
+
+def power(base: Interval, exponent: Interval, integer: int | None) -> Interval | None:
+    """The range of ``base ** exponent``; ``integer`` is the exponent when it is a known integer.
+    None when a real result is not guaranteed (a possibly negative base to a non-integer power:
+    NaN)."""
+    if integer is not None:
+        if integer == 0:
+            return Interval(1.0, 1.0)
+        n = abs(integer)
+        mags = [abs(base.lo), abs(base.hi)]
+        if n % 2 == 0:
+            lo = 0.0 if base.lo <= 0 <= base.hi else min(mags) ** n
+            high = _pow(max(mags), n)
+            out = Interval(lo, high)
+        else:
+            out = Interval(-_pow(-base.lo, n) if base.lo < 0 else _pow(base.lo, n),
+                           -_pow(-base.hi, n) if base.hi < 0 else _pow(base.hi, n))
+        return out if integer > 0 else out.reciprocal()
+    if base.lo < 0:
+        return None
+    logs = base.monotone(log) * exponent
+    return logs.monotone(exp)
+
+
+def _pow(v: float, n: int) -> float:
+    try:
+        return v**n
+    except OverflowError:
+        return INF
+
+
+def clamp(x: Interval, lo: Interval, hi: Interval) -> Interval:
+    """The range of clamp(x, lo, hi) = min(max(x, lo), hi), as torch computes it (also when
+    lo > hi, where the result is hi)."""
+    low = Interval(max(x.lo, lo.lo), max(x.hi, lo.hi))
+    return Interval(min(low.lo, hi.lo), min(low.hi, hi.hi))

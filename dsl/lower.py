@@ -14,6 +14,7 @@ from linarch.dsl import syntax as ast
 from linarch.dsl.builtins import BUILTINS, RESERVED_VALUES
 from linarch.dsl.diagnostics import Reporter
 from linarch.dsl.ir import Builder, Module, Node, Op
+from linarch.dsl.names import interface_problem
 from linarch.dsl.params import PARAM_KINDS
 from linarch.dsl.source import Source
 
@@ -45,6 +46,10 @@ class _Lowering:
         self.broken = set(program.broken)
         self.input = self.b.add(Node(Op.INPUT, name="x"))
         name = header.name if header else "Mixer"
+        if header and interface_problem(header.name):
+            self.report("LA115", f"the mixer cannot be named `{header.name}`: "
+                        f"{interface_problem(header.name)}", header.span,
+                        "name it in CamelCase after the paper, e.g. `mixer GatedDeltaNet(...)`")
         if header:
             for hp in header.hparams:
                 self._hparam(hp)
@@ -82,14 +87,34 @@ class _Lowering:
             self.report(code, f"hyper-parameter `{hp.name}` is reserved or repeated", hp.span,
                         "rename it")
             return
-        value = hp.default.value
-        nid = self.b.add(Node(Op.HPARAM, attrs=(("default", value),), name=hp.name, span=hp.span))
+        why = interface_problem(hp.name)
+        if why:
+            self.report("LA115", f"hyper-parameter `{hp.name}` cannot be a constructor keyword "
+                        f"of the generated layer: {why}", hp.span, "rename it")
+            return
+        args: tuple[int, ...] = ()
+        if isinstance(hp.default, (ast.Num, ast.Str, ast.Bool)):
+            attrs: tuple = (("default", hp.default.value),)
+        else:  # a formula of earlier hyper-parameters: the constructor computes it if omitted
+            try:
+                args = (self._expr(hp.default),)
+            except _Broken:
+                self._poison(hp.name, hp.span)
+                return
+            attrs = (("default", None),)
+        if hp.range is not None:
+            attrs += (("range", (hp.range[0].value, hp.range[1].value)),)
+        nid = self.b.add(Node(Op.HPARAM, args, attrs=attrs, name=hp.name, span=hp.span))
         self.env[hp.name] = nid
 
     def _define(self, name: str, span, nid: int) -> None:
         if name in RESERVED_VALUES:
             self.report("LA115", f"`{name}` is reserved ({RESERVED_VALUES[name]})", span,
                         "choose another name")
+            raise _Broken
+        if name.startswith("_"):
+            self.report("LA115", f"`{name}`: names starting with `_` are reserved for the "
+                        "generated code", span, "drop the leading underscore")
             raise _Broken
         if name in self.env and self._poisoned(self.env[name]):
             raise _Broken  # its first definition failed and was reported
@@ -122,6 +147,14 @@ class _Lowering:
             return
         if isinstance(stmt, ast.ParamDecl):
             for pname, pspan in zip(stmt.names, stmt.name_spans or (stmt.span,) * len(stmt.names)):
+                why = interface_problem(pname)
+                if why:
+                    self.report("LA115", f"parameter `{pname}` cannot name a submodule of the "
+                                f"generated layer: {why}", pspan,
+                                "use fla's submodule names (q_proj, o_norm, ...)")
+                    for other in stmt.names:
+                        self._poison(other, stmt.span)
+                    raise _Broken
                 try:
                     nid = self._param(stmt.ctor, pname, stmt.span)
                 except _Broken:

@@ -3,7 +3,9 @@
 An operator returns None where it does not apply; where it applies, its edit is meant to check
 clean (tests/test_mutate.py holds every operator to that on every example), and the engine in
 ``linarch.dsl.mutate`` checks again anyway. Families: gate kinds, transition class, paths and
-routers, convolution widths, feature maps, norms and output gates.
+routers, convolution widths, feature maps, norms and output gates; ``mutate_moves`` adds short
+convolutions, numeric constants and hyper-parameters, Householder micro-steps and a second
+state.
 """
 
 from __future__ import annotations
@@ -18,18 +20,13 @@ from linarch.dsl.mutate_tree import (
     Edit,
     Update,
     View,
-    diag_exp_arg,
-    exp_arg,
     flatten,
     is_call,
-    is_delta,
     join,
     map_stmt,
-    outer_term,
     parse_expr,
     parse_stmt,
     paste,
-    rank_one,
     refs,
     stmt_exprs,
     walk,
@@ -74,15 +71,10 @@ def _describe_gate(form: str) -> str:
             else "the Mamba form -exp(A_log) * softplus(a + dt_bias)")
 
 
-def _has_decay(u: Update) -> bool:
-    return bool(u.scalars) or any(
-        is_call(n, "exp", "diag") for f in u.factors for n in walk(f))
-
-
 def add_scalar_gate(view: View, rng: random.Random) -> Edit | None:
     """A data-dependent per-head decay exp(g) * S on a state that has no decay."""
     sites = [u for s in view.updates if (u := view.decompose(view.updates[s][0])) is not None
-             and not _has_decay(u) and view.dims(s) is not None]
+             and not view.has_decay(u) and view.dims(s) is not None]
     if not sites or "hidden_size" not in view.hparams:
         return None
     u = rng.choice(sites)
@@ -100,10 +92,10 @@ def _gate_sites(view: View) -> list[tuple[Update, str, int, object]]:
     """(update, "scalar" | "channel", position, log-decay) for each exp(.) decay of a state."""
     sites = []
     for u in view.all_updates():
-        sites += [(u, "scalar", k, exp_arg(s)) for k, s in enumerate(u.scalars)
-                  if exp_arg(s) is not None]
-        sites += [(u, "channel", k, diag_exp_arg(f)) for k, f in enumerate(u.factors)
-                  if diag_exp_arg(f) is not None]
+        sites += [(u, "scalar", k, view.exp_arg(u, s)) for k, s in enumerate(u.scalars)
+                  if view.exp_arg(u, s) is not None]
+        sites += [(u, "channel", k, view.exp_arg(u, f)) for k, f in enumerate(u.factors)
+                  if is_call(f, "diag") and view.exp_arg(u, f) is not None]
     return [s for s in sites if view.dims(s[0].state) is not None]
 
 
@@ -188,10 +180,10 @@ def add_delta_rule(view: View, rng: random.Random) -> Edit | None:
     for state, indices in view.updates.items():
         u = view.decompose(indices[0])
         if (len(indices) != 1 or u is None or len(u.writes) != 1 or view.dims(state) is None
-                or any(diag_exp_arg(f) is None for f in u.factors)):
+                or any(not is_call(f, "diag") or view.exp_arg(u, f) is None for f in u.factors)):
             continue
-        write = outer_term(u.writes[0])
-        key = write[1].args[1] if write else None
+        call = view.outer_call(u, u.writes[0])
+        key = call.args[1] if call else None
         if (isinstance(key, ast.Name) and key.id in view.assigns
                 and len(view.shapes.get(key.id, ())) == 2):
             sites.append((u, key.id))
@@ -216,11 +208,12 @@ def add_delta_rule(view: View, rng: random.Random) -> Edit | None:
 
 def remove_delta_rule(view: View, rng: random.Random) -> Edit | None:
     """One delta-rule factor I - beta * outer(k, k) dropped, with its rate on the write."""
-    sites = [(u, k) for u in view.all_updates() for k, f in enumerate(u.factors) if is_delta(f)]
+    sites = [(u, k) for u in view.all_updates() for k, f in enumerate(u.factors)
+             if view.is_delta(u, f)]
     if not sites:
         return None
     u, k = rng.choice(sites)
-    rates, outer = rank_one(u.factors[k])
+    rates, outer = view.rank_one(u, u.factors[k])
     writes = []
     for w in u.writes:
         parts = flatten(w, "*")
@@ -253,8 +246,8 @@ def toggle_negative_eigenvalues(view: View, rng: random.Random) -> Edit | None:
     sites = []
     for u in view.all_updates():
         for f in u.factors:
-            if is_delta(f):
-                for r in rank_one(f)[0]:
+            if view.is_delta(u, f):
+                for r in view.rank_one(u, f)[0]:
                     site = _rate_site(view, r.id) if isinstance(r, ast.Name) else None
                     if site is not None and site not in sites:
                         sites.append(site)
@@ -330,9 +323,9 @@ def _value_path(view: View, readout: str):
     state = next(s for line, b, s, _ in view.readouts() if line == i and b == readout)
     u = view.decompose(view.updates[state][-1]) if state in view.updates else None
     for w in u.writes if u else ():
-        t = outer_term(w)
-        if t and isinstance(t[1].args[0], ast.Name) and t[1].args[0].id in view.assigns:
-            return t[1].args[0].id
+        call = view.outer_call(u, w)
+        if call and isinstance(call.args[0], ast.Name) and call.args[0].id in view.assigns:
+            return call.args[0].id
     return None
 
 
@@ -499,22 +492,31 @@ def change_conv_width(view: View, rng: random.Random) -> Edit | None:
     return d.build(f"Change the width of the convolution {names} from {old} to {new}.")
 
 
-FEATURE_ACTS = ("silu", "relu", "elu", "identity")
+# feature maps of queries and keys: none, SiLU (fla's default), ReLU, ELU, 1 + ELU (positive,
+# Katharopoulos et al. 2020), sigmoid and softplus (positive, bounded below)
+FEATURE_ACTS = ("silu", "relu", "elu", "identity", "elu1", "sigmoid", "softplus")
+_ACT_CALLS = ("silu", "swish", "relu", "elu", "sigmoid", "softplus")
 
 
 def _features(view: View) -> list[str]:
     """Queries that read a state and keys (and values' keys) written into one, by name."""
     names = [q.id for _, _, _, q in view.readouts() if isinstance(q, ast.Name)]
     for u in view.all_updates():
-        for term in (*u.writes, *(f.right for f in u.factors if rank_one(f))):
-            t = outer_term(term)
-            if t and isinstance(t[1].args[1], ast.Name):
-                names.append(t[1].args[1].id)
+        calls = [view.outer_call(u, w) for w in u.writes]
+        calls += [r[1] for f in u.factors if (r := view.rank_one(u, f)) is not None]
+        for call in calls:
+            if call is not None and isinstance(call.args[1], ast.Name):
+                names.append(call.args[1].id)
     return [n for n in dict.fromkeys(names) if n in view.assigns]
 
 
-def _feature_site(value) -> tuple[ast.Call | None, object, Callable]:
-    """(the activation call or None, the expression it applies to, a function that puts a
+def _is_elu1(e) -> bool:
+    return (isinstance(e, ast.Binary) and e.op == "+" and is_call(e.left, "elu")
+            and len(e.left.args) == 1 and e.right == ast.Num(1, "1"))
+
+
+def _feature_site(value) -> tuple[str, object, Callable]:
+    """(the feature map's name, the expression it applies to, a function that puts a
     replacement for that expression back into the definition); l2norm and reshapes stay."""
     norm = is_call(value, "l2norm") and len(value.args) == 1
     inner = value.args[0] if norm else value
@@ -525,23 +527,33 @@ def _feature_site(value) -> tuple[ast.Call | None, object, Callable]:
     body, put = inner, outside
     if isinstance(inner, ast.Reshape):
         body, put = inner.value, (lambda e: outside(replace(inner, value=e)))
-    act = body if is_call(body, "silu", "swish", "relu", "elu") and len(body.args) == 1 else None
-    return act, (body if act is None else act.args[0]), put
+    if _is_elu1(body):
+        return "elu1", body.left.args[0], put
+    if is_call(body, *_ACT_CALLS) and len(body.args) == 1:
+        return ("silu" if body.func == "swish" else body.func), body.args[0], put
+    return "identity", body, put
+
+
+def _apply_map(name: str, arg):
+    if name == "identity":
+        return arg
+    if name == "elu1":
+        return ast.Binary("+", ast.Call("elu", (arg,)), ast.Num(1, "1"))
+    return ast.Call(name, (arg,))
 
 
 def swap_feature_activation(view: View, rng: random.Random) -> Edit | None:
-    """The activation of a query or key swapped among silu, relu, elu and none."""
+    """The feature map of a query or key swapped among none, SiLU, ReLU, ELU, 1 + ELU, sigmoid
+    and softplus."""
     names = _features(view)
     if not names:
         return None
     name = rng.choice(names)
     value = view.value(name)
-    act, arg, put = _feature_site(value)
-    old = "identity" if act is None else ("silu" if act.func == "swish" else act.func)
+    old, arg, put = _feature_site(value)
     new = rng.choice([a for a in FEATURE_ACTS if a != old])
     d = Draft(view)
-    d.set(view.assigns[name], ast.Assign(name, put(arg if new == "identity"
-                                                   else ast.Call(new, (arg,)))))
+    d.set(view.assigns[name], ast.Assign(name, put(_apply_map(new, arg))))
     return d.build(f"Change the feature map of {name} from {old} to {new}.")
 
 
@@ -644,6 +656,8 @@ def add_output_gate(view: View, rng: random.Random) -> Edit | None:
 
 Operator = Callable[[View, random.Random], Edit | None]
 
+from linarch.dsl.mutate_moves import MOVES  # noqa: E402 - they use helpers defined above
+
 OPERATORS: dict[str, Operator] = {
     f.__name__: f
     for f in (
@@ -651,6 +665,6 @@ OPERATORS: dict[str, Operator] = {
         add_delta_rule, remove_delta_rule, toggle_negative_eigenvalues,
         add_fir_paths, add_path, remove_path, swap_router,
         change_conv_width, swap_feature_activation, toggle_key_l2norm,
-        swap_output_norm, swap_output_gate, add_output_gate,
+        swap_output_norm, swap_output_gate, add_output_gate, *MOVES,
     )
 }

@@ -1,7 +1,9 @@
 """Editing programs as syntax trees: the vocabulary the mutation operators are written in.
 
-``View`` answers what an operator asks of a program (its states and how each update decomposes
-as ``scalars * S @ F1 @ F2 + writes``, its readouts, the shapes the type pass proved); ``Draft``
+``View`` answers what an operator asks of a program (its states, each update as
+``scalars * S @ F1 @ F2 + writes`` read from the typed recurrence form of the transitions pass,
+its readouts, the shapes the type pass proved, and that typed form itself per state, which the
+newer operators read); ``Draft``
 records an operator's edits at the original line indices and builds the new program; ``prune``
 drops what an edit left unread. New code is written as text and parsed (``parse_expr``), the way
 a person would write it, so operators read like the programs they produce.
@@ -16,10 +18,12 @@ from functools import cached_property, lru_cache
 from linarch.dsl import syntax as ast
 from linarch.dsl.builtins import BUILTINS, RESERVED_VALUES
 from linarch.dsl.diagnostics import Reporter
+from linarch.dsl.ir import Op
 from linarch.dsl.params import PARAM_KINDS
 from linarch.dsl.parser import parse
 from linarch.dsl.pipeline import Result, analyse
 from linarch.dsl.printer import format_expr, format_program
+from linarch.dsl.recurrence import Decay, DecayForm, RankOne
 from linarch.dsl.source import Source
 from linarch.grammar.lalr import KEYWORDS
 
@@ -125,10 +129,6 @@ def join(items: Sequence, op: str):
     return out
 
 
-def is_call(e, *funcs: str) -> bool:
-    return isinstance(e, ast.Call) and e.func in funcs
-
-
 def paste(e) -> str:
     """An expression as text, parenthesised so it can be pasted into any other expression."""
     text = format_expr(e)
@@ -155,7 +155,8 @@ def parse_expr(text: str):
 
 @dataclass(frozen=True)
 class Update:
-    """A state update decomposed as ``scalars * S @ F1 @ F2 ... + writes``."""
+    """A state update as ``scalars * S @ F1 @ F2 ... + writes``: the syntax of the links and
+    writes the typed recurrence form found (``linarch.dsl.recurrence``), so it rebuilds."""
 
     index: int
     state: str
@@ -172,49 +173,27 @@ class Update:
         return ast.Assign(self.state, join((e, *self.writes), "+"))
 
 
-def decompose(index: int, stmt: ast.Assign) -> Update | None:
-    terms = flatten(stmt.value, "+")
-    holding = [i for i, t in enumerate(terms) if stmt.name in refs(t)]
-    if len(holding) != 1:
-        return None
-    head, *factors = flatten(terms[holding[0]], "@")
-    scalars = flatten(head, "*")
-    if scalars[-1] != ast.Name(stmt.name) or any(
-        stmt.name in refs(s) for s in (*scalars[:-1], *factors)
-    ):
-        return None
-    writes = tuple(t for i, t in enumerate(terms) if i != holding[0])
-    return Update(index, stmt.name, tuple(scalars[:-1]), tuple(factors), writes)
+def is_call(e, *funcs: str) -> bool:
+    return isinstance(e, ast.Call) and e.func in funcs
 
 
-def outer_term(term) -> tuple[list, ast.Call] | None:
-    """``c1 * c2 * outer(u, w)`` -> ([c1, c2], the outer call)."""
-    parts = flatten(term, "*")
-    outers = [p for p in parts if is_call(p, "outer") and len(p.args) == 2]
-    if len(outers) != 1:
-        return None
-    return [p for p in parts if p is not outers[0]], outers[0]
-
-
-def rank_one(factor) -> tuple[list, ast.Call] | None:
-    """``I - rate * outer(u, w)`` -> ([rate factors], the outer call)."""
-    if not (isinstance(factor, ast.Binary) and factor.op == "-"
-            and factor.left == ast.Name("I")):
-        return None
-    return outer_term(factor.right)
-
-
-def is_delta(factor) -> bool:
-    r = rank_one(factor)
-    return r is not None and r[1].args[0] == r[1].args[1]
-
-
-def exp_arg(e):
-    return e.args[0] if is_call(e, "exp") and len(e.args) == 1 else None
-
-
-def diag_exp_arg(e):
-    return exp_arg(e.args[0]) if is_call(e, "diag") and len(e.args) == 1 else None
+def _pair(e, i: int, m, out: dict[int, object]) -> None:
+    """Map IR node ``i`` and the nodes under it to the syntax ``e`` of the statement that wrote
+    them (a name stands for its definition: the walk stops there)."""
+    out.setdefault(i, e)
+    n = m.node(i)
+    if isinstance(e, ast.Binary) and n.op is Op.BINARY:
+        _pair(e.left, n.args[0], m, out)
+        _pair(e.right, n.args[1], m, out)
+    elif isinstance(e, ast.Unary) and n.op is Op.NEG:
+        _pair(e.operand, n.args[0], m, out)
+    elif isinstance(e, ast.Reshape) and n.op is Op.RESHAPE:
+        for sub, a in zip((e.value, *e.dims), n.args):
+            _pair(sub, a, m, out)
+    elif isinstance(e, ast.Call) and n.op in (Op.CALL, Op.APPLY):
+        args = n.args[1:] if n.op is Op.APPLY else n.args
+        for sub, a in zip(e.args, args):
+            _pair(sub.value if isinstance(sub, ast.Keyword) else sub, a, m, out)
 
 
 class Namer:
@@ -266,8 +245,81 @@ class View:
         i = self.assigns.get(name)
         return self.stmts[i].value if i is not None else None
 
+    # ---- what the typed recurrence form says about each update (never decomposed here)
+    @cached_property
+    def _forms(self) -> dict[int, tuple]:
+        """Update line -> (its typed step, IR node -> syntax of that line)."""
+        result = analysis(format_program(self.program))
+        unit = result.unit
+        if unit is None or not result.ok:
+            return {}
+        out = {}
+        for rec in unit.transitions:
+            lines = self.updates.get(rec.name, [])
+            if len(lines) != len(rec.steps):
+                continue
+            for line, step in zip(lines, rec.steps):
+                written: dict[int, object] = {}
+                _pair(self.stmts[line].value, unit.module.node(step.update).args[1],
+                      unit.module, written)
+                out[line] = (step, written)
+        return out
+
     def decompose(self, i: int) -> Update | None:
-        return decompose(i, self.stmts[i])
+        """Update line ``i`` as scalars, factors and writes (None when the typed form of a link
+        or write is not written in that line, or the state is divided)."""
+        form = self._forms.get(i)
+        if form is None:
+            return None
+        step, written = form
+        if any(kind == "divide" or node not in written for kind, node in step.chain) or \
+                any(w.term not in written for w in step.writes):
+            return None
+        scales = [written[n] for kind, n in step.chain if kind == "scale"]
+        factors = tuple(written[n] for kind, n in step.chain if kind == "factor")
+        writes = tuple(written[w.term] if w.sign > 0 else ast.Unary("-", written[w.term])
+                       for w in step.writes)
+        return Update(i, self.stmts[i].name, tuple(reversed(scales)), factors, writes)
+
+    def _link(self, u: Update, expr):
+        """The typed factors of the link written as ``expr`` in update ``u``."""
+        step, written = self._forms[u.index]
+        node = next((n for n, e in written.items() if e is expr), None)
+        return [f for f in step.factors if f.link == node], written
+
+    def exp_arg(self, u: Update, expr):
+        """The log-decay g of a link that is one decay exp(g) (a scalar of S or diag(exp(g)))."""
+        found, written = self._link(u, expr)
+        if len(found) != 1 or not isinstance(found[0], Decay) or \
+                found[0].form is not DecayForm.LOG:
+            return None
+        return written.get(found[0].value.node)
+
+    def rank_one(self, u: Update, expr):
+        """(the rate as written, the outer call) of a link that is one rank-one factor."""
+        found, written = self._link(u, expr)
+        if len(found) != 1 or not isinstance(found[0], RankOne) or found[0].outer is None:
+            return None
+        r = found[0]
+        rates = [written[r.written_rate]] if r.written_rate in written else []
+        return rates, written.get(r.outer)
+
+    def has_decay(self, u: Update) -> bool:
+        step, _ = self._forms[u.index]
+        return bool(step.decays) or any(r.base_decays for r in step.rank_ones)
+
+    def is_delta(self, u: Update, expr) -> bool:
+        found, _ = self._link(u, expr)
+        return len(found) == 1 and isinstance(found[0], RankOne) and found[0].householder
+
+    def outer_call(self, u: Update, write):
+        """The outer(v, k) call of a write of ``u``, as written (None if it has not one)."""
+        step, written = self._forms[u.index]
+        for w in step.writes:
+            if written.get(w.term) is write or (isinstance(write, ast.Unary)
+                                                and written.get(w.term) is write.operand):
+                return written.get(w.outer) if w.outer is not None else None
+        return None
 
     def all_updates(self) -> list[Update]:
         out = []
@@ -294,6 +346,29 @@ class View:
     def shapes(self) -> dict[str, tuple]:
         """Binding -> its feature shape at the declared defaults (from the type pass)."""
         return shapes_of(format_program(self.program))
+
+    @cached_property
+    def token_values(self) -> frozenset[str]:
+        """Bindings whose value changes from token to token (not static formulas)."""
+        from linarch.dsl.types import Kind
+
+        unit = self.unit
+        if unit is None:
+            return frozenset()
+        return frozenset(node.name for i, node in unit.module.nodes()
+                         if node.name and i in unit.types and unit.types[i].kind is Kind.TOKEN)
+
+    @cached_property
+    def unit(self):
+        """The front end's analysis of this program (None if it does not check)."""
+        return analysis(format_program(self.program)).unit
+
+    @cached_property
+    def transitions(self) -> dict:
+        """State name -> its typed recurrence form (``linarch.dsl.recurrence.Recurrence``: class,
+        gate, decays, rank-one factors, writes, micro-steps, readouts): what the compiler proved
+        about each update. Operators read this rather than decomposing updates themselves."""
+        return {} if self.unit is None else {t.name: t for t in self.unit.transitions}
 
 
 @lru_cache(maxsize=64)
@@ -322,6 +397,11 @@ class Draft:
         self.after: dict[int, list[ast.Stmt]] = {}
         self.params: list[ast.Stmt] = []
         self.hparams: list[ast.HParam] = []
+        self.removed: set[int] = set()
+
+    def remove(self, i: int) -> None:
+        """Drop the statement at line i (what it alone read is pruned afterwards)."""
+        self.removed.add(i)
 
     def set(self, i: int, stmt: ast.Stmt) -> None:
         if stmt != self.get(i):  # an unchanged statement keeps its comment
@@ -372,6 +452,8 @@ class Draft:
         lines: list[ast.Line] = []
         for i, line in enumerate(view.program.lines):
             lines.extend(ast.Line(s) for s in self.before.get(i, ()))
+            if i in self.removed:
+                continue
             stmt = self.stmts.get(i, line.stmt)
             if isinstance(stmt, ast.Header) and self.hparams:
                 stmt = replace(stmt, hparams=stmt.hparams + tuple(self.hparams))

@@ -102,8 +102,12 @@ def _salvage_header(source: Source, ll: LogicalLine) -> ast.Header | None:
             value = ast.Bool(text == "true", span)
         else:
             try:
-                number = float(text) if any(c in text for c in ".eE") else int(text)
+                digits = len(text.lstrip("-"))
+                number = float(text) if any(c in text for c in ".eE") else (
+                    int(text) if digits <= MAX_INT_DIGITS else None)
             except ValueError:
+                continue
+            if number is None:
                 continue
             if not math.isfinite(number):
                 continue
@@ -199,10 +203,7 @@ class _Builder:
         kind = t.data
         ch = t.children
         if kind == "header":
-            hps = tuple(
-                ast.HParam(str(h.children[0]), self.literal(h.children[1]), self.span(h))
-                for h in ch[1:] if isinstance(h, Tree)
-            )
+            hps = tuple(self.hparam(h) for h in ch[1:] if isinstance(h, Tree))
             return ast.Header(str(ch[0]), hps, self.span(t))
         if kind == "section":
             return ast.Section("params", self.span(t))
@@ -221,6 +222,16 @@ class _Builder:
         if kind == "complexity_decl":
             return ast.ComplexityDecl(str(ch[0]), self.span(t))
         raise AssertionError(f"unknown statement {kind}")
+
+    def hparam(self, h: Tree) -> ast.HParam:
+        parts = [c for c in h.children if c is not None]
+        bounds = None
+        if len(parts) == 4:
+            bounds = (self.literal(parts[2]), self.literal(parts[3]))
+        default = self.expr(parts[1])
+        if isinstance(default, ast.Unary) and isinstance(default.operand, ast.Num):
+            default = ast.Num(-default.operand.value, "-" + default.operand.text, default.span)
+        return ast.HParam(str(parts[0]), default, self.span(h), bounds)
 
     def shape(self, t: Tree) -> tuple[ast.Expr, ...]:
         return tuple(self.expr(c) for c in t.children)
@@ -241,6 +252,11 @@ class _Builder:
         ch = t.children
         sp = self.span(t)
         if kind == "int":
+            if len(str(ch[0])) > MAX_INT_DIGITS:
+                self.report("LA004", f"integer `{str(ch[0])[:12]}...` has {len(str(ch[0]))} "
+                            "digits", sp, f"an integer literal has at most {MAX_INT_DIGITS} "
+                            "digits; write large constants as floats (1e30)")
+                return ast.Num(0, "0", sp)
             return ast.Num(int(ch[0]), str(ch[0]), sp)
         if kind == "float":
             value = float(ch[0])
@@ -274,5 +290,7 @@ class _Builder:
             return ast.Keyword(str(t.children[0]), self.expr(t.children[1]), self.span(t))
         return self.expr(t)
 
+
+MAX_INT_DIGITS = 18  # an integer literal is a width, a count or an index
 
 BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/", "matmul": "@", "pow": "**"}

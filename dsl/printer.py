@@ -16,7 +16,7 @@ PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2, "**": 4}
 UNARY_PRECEDENCE = 3
 
 
-def format_program(program: ast.Program) -> str:
+def format_program(program: ast.Program, width: int = WIDTH) -> str:
     out: list[str] = []
     in_params = False
     for line in program.lines:
@@ -32,7 +32,7 @@ def format_program(program: ast.Program) -> str:
         if line.blank_before and out:
             out.append("")
         out.extend(INDENT * depth + "#" + c for c in line.comments_before)
-        text = INDENT * depth + (format_header(stmt) if depth == 0 else format_stmt(stmt))
+        text = INDENT * depth + (format_header(stmt, width) if depth == 0 else format_stmt(stmt))
         if line.comment_after is not None:
             text += "  #" + line.comment_after
         out.append(text)
@@ -40,26 +40,62 @@ def format_program(program: ast.Program) -> str:
     return "\n".join(out) + "\n"
 
 
-def format_header(stmt: ast.Stmt) -> str:
-    """The header, wrapped at WIDTH with its hyper-parameters aligned after the `(`."""
-    if not isinstance(stmt, ast.Header) or len(format_stmt(stmt)) <= WIDTH:
+def format_header(stmt: ast.Stmt, width: int = WIDTH) -> str:
+    """The header, wrapped at ``width`` with its hyper-parameters aligned after the `(`."""
+    if not isinstance(stmt, ast.Header) or len(format_stmt(stmt)) <= width:
         return format_stmt(stmt)
     prefix = f"mixer {stmt.name}("
-    items = [f"{h.name} = {format_expr(h.default)}" for h in stmt.hparams]
+    items = [format_hparam(h) for h in stmt.hparams]
+    pad = " " * len(prefix)
     lines = [prefix + items[0]]
     for k, item in enumerate(items[1:], start=1):
         tail = "):" if k == len(items) - 1 else ","
-        if len(lines[-1]) + 2 + len(item) + len(tail) > WIDTH:
+        if len(lines[-1]) + 2 + len(item) + len(tail) > width:
             lines[-1] += ","
-            lines.append(" " * len(prefix) + item)
+            lines.append(pad + item)
         else:
             lines[-1] += ", " + item
-    return "\n".join(lines) + "):"
+    out: list[str] = []
+    for line in lines:  # a formula longer than a line breaks after a comma inside it
+        out += _break_formula(line, width, pad + "    ", 0 if line.startswith(prefix) else 1)
+    return "\n".join(out) + "):"
+
+
+def _break_formula(line: str, width: int, indent: str, depth: int) -> list[str]:
+    """A header line whose formula is too long, broken after the last comma that fits inside
+    the formula's brackets, else before the last operator that fits (``depth`` is how many
+    brackets are open where the line starts)."""
+    if len(line) + 2 <= width:
+        return [line]
+    commas: list[tuple[int, int]] = []
+    operators: list[tuple[int, int]] = []
+    open_ = depth
+    for k, ch in enumerate(line):
+        open_ += (ch in "([") - (ch in ")]")
+        if open_ < 2:
+            continue
+        if ch == "," and k + 2 <= width - 2:
+            commas.append((k + 1, open_))
+        elif line[k:k + 3] in (" * ", " + ", " - ", " / ") and k < width - 4:
+            operators.append((k, open_))
+    found = commas or operators
+    if not found:
+        return [line]
+    cut, open_at_cut = found[-1]
+    return [line[:cut]] + _break_formula(indent + line[cut:].lstrip(), width, indent,
+                                         open_at_cut)
+
+
+def format_hparam(h: ast.HParam) -> str:
+    text = f"{h.name} = {format_expr(h.default)}"
+    if h.range is not None:
+        text += f" in [{format_expr(h.range[0])}, {format_expr(h.range[1])}]"
+    return text
 
 
 def format_stmt(stmt: ast.Stmt) -> str:
     if isinstance(stmt, ast.Header):
-        hps = ", ".join(f"{h.name} = {format_expr(h.default)}" for h in stmt.hparams)
+        hps = ", ".join(format_hparam(h) for h in stmt.hparams)
         return f"mixer {stmt.name}({hps}):"
     if isinstance(stmt, ast.Section):
         return f"{stmt.name}:"

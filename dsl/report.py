@@ -31,6 +31,15 @@ def _dim_names(result: Result) -> dict:
     return names
 
 
+def _default(unit, i: int, n) -> str:
+    """A keyword's default; a derived one shows its value at the defaults."""
+    if not n.args:
+        return str(n.attr("default"))
+    ty = unit.types.get(i)
+    value = unit.defaults.get(ty.value) if ty is not None and ty.value is not None else None
+    return f"{value} (derived)"
+
+
 def show(result: Result) -> str:
     unit = result.unit
     if unit is None or unit.cost is None:
@@ -41,7 +50,7 @@ def show(result: Result) -> str:
     lines.append(f"{m.name}: {n_states} state{'s' if n_states != 1 else ''}, "
                  f"{unit.cost.measured} in T" + (f" (declared {m.complexity})" if m.complexity
                                                  else ""))
-    hps = ", ".join(f"{n.name}={n.attr('default')}" for _, n in m.hparams())
+    hps = ", ".join(f"{n.name}={_default(unit, i, n)}" for i, n in m.hparams())
     lines.append(f"  defaults: {hps}")
     for tr, verdict in zip(unit.transitions, unit.stability or (None,) * n_states):
         shape = unit.types[tr.state].shape

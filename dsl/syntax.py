@@ -93,9 +93,15 @@ Literal = Num | Str | Bool
 
 @dataclass(frozen=True)
 class HParam:
+    """``name = default`` in the header, with an optional declared range ``in [lo, hi]``: the
+    values the constructor accepts, over which the compiler proves its bounds. A default that
+    is a formula of earlier hyper-parameters (``num_heads = hidden_size / head_dim``) is computed
+    by the constructor when the keyword is omitted or None."""
+
     name: str
-    default: Literal
+    default: Literal | Expr
     span: Span | None = field(default=None, compare=False)
+    range: tuple[Literal, Literal] | None = None
 
 
 @dataclass(frozen=True)

@@ -96,19 +96,31 @@ def shapes_equal(a: Shape, b: Shape) -> bool:
     return len(a) == len(b) and all(dims_equal(x, y) for x, y in zip(a, b))
 
 
+def alignment(small: Shape, big: Shape) -> tuple[int, ...] | None:
+    """Where the axes of ``small`` stand among the axes of ``big`` under the language's
+    broadcasting rule: a prefix first (``[H]`` on ``[H, dv, dk]`` is axis 0, one value per head),
+    else a suffix (``[dk]`` is the last axis, one value per channel shared by the heads); a
+    scalar stands on no axis. None when neither fits.
+
+    This is the one statement of the rule: the type pass, the recurrence form and the code
+    generator all place operands with it, so generated code never relies on torch's
+    right-aligned broadcasting (which would align a per-token value with a static axis)."""
+    if len(small) > len(big):
+        return None
+    if shapes_equal(big[: len(small)], small):
+        return tuple(range(len(small)))
+    if shapes_equal(big[len(big) - len(small):], small):
+        return tuple(range(len(big) - len(small), len(big)))
+    return None
+
+
 def broadcast(a: Shape, b: Shape) -> Shape | None:
     """Per-head values broadcast over trailing axes: the shorter shape must be a prefix of the
     longer (``[H] * [H, dk, dk]``) or, failing that, a suffix (``[dk] * [H, dk]``); scalars
-    broadcast everywhere. None when neither holds."""
+    broadcast everywhere. None when neither holds (see ``alignment``)."""
     if len(a) < len(b):
         a, b = b, a
-    if not b:
-        return a
-    if shapes_equal(a[: len(b)], b):
-        return a
-    if shapes_equal(a[len(a) - len(b):], b):
-        return a
-    return None
+    return a if alignment(b, a) is not None else None
 
 
 def numel(shape: Shape) -> sp.Expr:

@@ -6,15 +6,21 @@ visible sequence of pure steps, and every fact a later stage needs has one owner
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from typing import TYPE_CHECKING
 
 import sympy as sp
 
+from linarch.dsl.folding import evaluate
 from linarch.dsl.ir import Module
+from linarch.dsl.recurrence import Recurrence
 from linarch.dsl.types import Type
+
+if TYPE_CHECKING:  # the passes import this module; their result types are only annotations here
+    from linarch.dsl.passes.causality import Dep
+    from linarch.dsl.passes.complexity import Cost
+    from linarch.dsl.passes.stability import Verdict
 
 
 @dataclass(frozen=True)
@@ -31,23 +37,14 @@ class Unit:
     symbols: Mapping[str, sp.Symbol] = field(default_factory=dict)
     defaults: Mapping[sp.Symbol, object] = field(default_factory=dict)
     types: Mapping[int, Type] = field(default_factory=dict)
-    transitions: tuple = ()  # of passes.transitions.Transition
-    time: Mapping[int, object] = field(default_factory=dict)  # node -> passes.causality.Dep
-    cost: object | None = None  # passes.complexity.Cost
-    stability: tuple = ()  # of passes.stability.Verdict
+    transitions: tuple[Recurrence, ...] = ()  # one typed recurrence form per state
+    time: Mapping[int, Dep] = field(default_factory=dict)  # what each value may depend on
+    cost: Cost | None = None
+    stability: tuple[Verdict, ...] = ()
 
     def type(self, i: int) -> Type:
         return self.types[i]
 
-    @cached_property
-    def _numeric_defaults(self) -> dict:
-        return {k: sp.sympify(v) for k, v in self.defaults.items()}
-
     def at_defaults(self, expr: sp.Expr) -> float | None:
         """Numeric value of a formula at the declared defaults, or None if it has no value."""
-        try:
-            value = sp.sympify(expr).xreplace(self._numeric_defaults)  # = subs(), faster
-            num = float(value) if value.is_number else None
-        except (TypeError, ValueError, OverflowError, sp.SympifyError):
-            return None
-        return num if num is not None and math.isfinite(num) else None
+        return evaluate(expr, self.defaults)

@@ -18,7 +18,10 @@ def to_text(module: Module) -> str:
 def to_program(module: Module) -> ast.Program:
     u = _Unparser(module)
     hparams = tuple(
-        ast.HParam(n.name, _literal(n.attr("default"))) for _, n in module.nodes(Op.HPARAM)
+        ast.HParam(n.name, u.expr(n.args[0]) if n.args else _literal(n.attr("default")),
+                   range=None if n.attr("range") is None
+                   else tuple(_literal(v) for v in n.attr("range")))
+        for _, n in module.nodes(Op.HPARAM)
     )
     lines = [ast.Line(ast.Header(module.name, hparams))]
     if module.complexity:
@@ -33,6 +36,11 @@ def to_program(module: Module) -> ast.Program:
         in_params = isinstance(stmt, ast.ParamDecl)
         lines.append(ast.Line(stmt))
     return ast.Program(lines[0].stmt, tuple(lines))
+
+
+def expression_text(module: Module, i: int) -> ast.Expr:
+    """Node ``i`` as a syntax-tree expression (named values by name), for messages and `show`."""
+    return _Unparser(module).expr(i)
 
 
 def _literal(value) -> ast.Literal:

@@ -27,6 +27,7 @@ class Environment:
     device_name: str
     torch_threads: int
     cpu_count: int
+    backend: str = "torch"  # compiled layers ran the fused Triton kernels, or the torch form
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -55,4 +56,15 @@ def capture_environment(device: torch.device) -> Environment:
         device_name=name,
         torch_threads=torch.get_num_threads(),
         cpu_count=os.cpu_count() or 0,
+        backend=_backend(device),
     )
+
+
+def _backend(device: torch.device) -> str:
+    """What compiled layers ran on this device: their target is linarch.default_target(), and
+    a Triton file runs its kernels only where linarch.backend says they run."""
+    import linarch
+
+    if linarch.default_target() != "triton":
+        return "torch"
+    return linarch.backend(device.type)

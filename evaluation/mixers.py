@@ -1,13 +1,12 @@
 """The one seam between evaluation and the compiler: a mixer as evaluation sees it.
 
 Everything in linarch.evaluation takes a `MixerSpec`. `mixer_from_dsl` builds one with the public
-compiler API (`linarch.compile`, `linarch.analyze`); `load_mixer` goes through a replaceable
+compiler API (`linarch.build`, one compile result); `load_mixer` goes through a replaceable
 loader so that tests and tools with hand-written layers can stand in for the compiler.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import sys
 from collections.abc import Callable, Iterator
@@ -52,7 +51,11 @@ def read_source(path_or_source: str | Path) -> str:
 
 
 def compiled_code(layer_cls: type[nn.Module]) -> str:
-    """The text of the module that defines `layer_cls` (the generated code), or '' if unknown."""
+    """The text of the module that defines `layer_cls`: the generated code of a compiled layer
+    (which carries it), else the source of a hand-written one, or '' if unknown."""
+    generated = getattr(layer_cls, "__linarch_source__", None)
+    if generated is not None:
+        return generated
     module = sys.modules.get(layer_cls.__module__)
     for obj in (module, layer_cls):
         if obj is None:
@@ -65,21 +68,22 @@ def compiled_code(layer_cls: type[nn.Module]) -> str:
 
 
 def mixer_from_dsl(path_or_source: str | Path) -> MixerSpec:
-    """Compile a .lin file (or DSL text) and analyse it into a MixerSpec."""
+    """Compile a .lin file (or DSL text) into a MixerSpec: one compile result (linarch.build)
+    gives the layer, the analysis and the code hash. The target is linarch.default_target():
+    the fused Triton kernels where a CUDA device is present, the torch form otherwise."""
     import linarch
 
     source = read_source(path_or_source)
-    layer_cls = linarch.compile(source, target="torch")
-    analysis = linarch.analyze(source)
-    code = compiled_code(layer_cls)
+    compiled = linarch.build(source, target=linarch.default_target())
+    analysis = compiled.analysis
     return MixerSpec(
         name=analysis.name,
         source=source,
-        layer_cls=layer_cls,
+        layer_cls=compiled.layer,
         flops_per_token=int(analysis.flops_per_token),
         state_bytes=int(analysis.state_bytes),
         structural_hash=str(analysis.structural_hash),
-        code_hash=hashlib.sha256(code.encode("utf-8")).hexdigest()[:16],
+        code_hash=compiled.code_hash,
     )
 
 

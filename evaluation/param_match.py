@@ -183,18 +183,33 @@ def width_knobs(mixer: MixerSpec, shape: ModelShape) -> dict[str, float]:
     """The mixer's width keywords and their values at `shape` (its first group it accepts)."""
     signature = inspect.signature(mixer.layer_cls.__init__).parameters
     at_shape = shape_kwargs(mixer, shape)
+    defaults = _keyword_defaults(mixer, shape, at_shape)
     for group in WIDTH_GROUPS:
         present = [k for k in group if k in signature]
         if not present:
             continue
         values = {}
         for k in present:
-            value = at_shape.get(k, signature[k].default)
+            value = at_shape.get(k, defaults.get(k, signature[k].default))
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
                 values[k] = value
         if values:
             return values
     return {}
+
+
+def _keyword_defaults(mixer: MixerSpec, shape: ModelShape, at_shape: dict) -> dict:
+    """The value each keyword takes at `shape` when it is not passed. A compiled layer's
+    constructor defaults are None (fla's drop-in signature): its `HYPER_PARAMETERS` table holds
+    the declared defaults, some of them formulas of earlier keywords, resolved in header order."""
+    table = getattr(mixer.layer_cls, "HYPER_PARAMETERS", None)
+    if not table:
+        return {}
+    values: dict = {}
+    given = {"hidden_size": shape.hidden_size, "num_heads": shape.num_heads, **at_shape}
+    for name, hyper in table.items():
+        values[name] = given[name] if name in given else hyper.value(values)
+    return values
 
 
 def _scaled(knobs: dict[str, float], scale: float) -> dict[str, float]:

@@ -69,7 +69,10 @@ def shape_kwargs(mixer: MixerSpec, shape: ModelShape) -> dict:
 
     params = inspect.signature(mixer.layer_cls.__init__).parameters
     kwargs = {}
-    if "head_dim" in params:
+    # a compiled layer says whether it reads head_dim itself; where it only derives num_heads
+    # from it (Mamba2, RWKV-7: head_dim = expand * hidden / num_heads), num_heads suffices
+    hyper = getattr(mixer.layer_cls, "HYPER_PARAMETERS", {}).get("head_dim")
+    if "head_dim" in params and (hyper is None or hyper.used):
         kwargs["head_dim"] = max(1, shape.hidden_size // shape.num_heads)
     return kwargs | dict(shape.mixer_kwargs)
 

@@ -14,7 +14,7 @@ from lark import Lark
 GRAMMAR_FILE = "linarch.lark"
 
 KEYWORDS = frozenset(
-    {"mixer", "params", "state", "return", "loss", "complexity", "as", "true", "false"}
+    {"mixer", "params", "state", "return", "loss", "complexity", "as", "in", "true", "false"}
 )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
+import tempfile
 from pathlib import Path
 
 import jinja2
@@ -35,14 +37,29 @@ _TRANSITION_MATH = {
     Transition.DIAGONAL_DECAY: "Diag(exp(g_t))",
     Transition.DELTA: "I - beta_t k_t k_t^T",
     Transition.GATED_DELTA: "exp(g_t) (I - beta_t k_t k_t^T)",
+    Transition.CHANNEL_GATED_DELTA: "Diag(exp(g_t)) (I - beta_t k_t k_t^T)",
+    Transition.IPLR: "exp(g_t) I - beta_t p_t k_t^T",
+    Transition.DPLR: "Diag(exp(g_t)) + a_t b_t^T",
 }
 _GATE_KIND = {
     Transition.IDENTITY: "none",
     Transition.DELTA: "none",
     Transition.SCALAR_DECAY: "scalar",
     Transition.GATED_DELTA: "scalar",
+    Transition.IPLR: "scalar",
     Transition.CONSTANT_DECAY: "const",
     Transition.DIAGONAL_DECAY: "diag",
+    Transition.CHANNEL_GATED_DELTA: "diag",
+    Transition.DPLR: "diag",
+}
+# the UT/WY family: (log-decay per row: none / scalar / channel, read key input, state read
+# before the row's decay, micro rows per token in the kernels)
+_UT_FORM = {
+    Transition.DELTA: ("none", "", False),
+    Transition.GATED_DELTA: ("scalar", "", False),
+    Transition.CHANNEL_GATED_DELTA: ("channel", "", False),
+    Transition.IPLR: ("scalar", "p", True),
+    Transition.DPLR: ("channel", "r", True),
 }
 
 
@@ -52,30 +69,39 @@ class RenderError(RuntimeError):
 
 def _inputs(spec: KernelSpec) -> list[tuple[str, str, str]]:
     """(name, shape expression, doc line) of the inputs after q, k, v, in signature order."""
-    kind = _GATE_KIND[spec.transition]
+    t = spec.transition
+    kind = _GATE_KIND[t]
+    n = spec.micro_steps
+    rows = "T" if n == 1 else f"T * {n}"
     gate_doc = {
         GateFn.LOG: "log-decay (<= 0)",
         GateFn.LOGSIGMOID_SCALED: f"raw gate a; log-decay = logsigmoid(a) / {spec.gate_normalizer}",
         GateFn.MAMBA: "raw gate a; log-decay = -exp(A_log) * softplus(a + dt_bias)",
     }[spec.gate]
-    rows: list[tuple[str, str, str]] = []
+    out: list[tuple[str, str, str]] = []
+    if t is Transition.IPLR:
+        out.append(("p", "(B, T, H, K)", "p [B, T, H, K]: the read key (S_{t-1} p_t is replaced)"))
+    if t is Transition.DPLR:
+        out.append(("a", "(B, T, H, K)", "a [B, T, H, K]: the read vector (S_{t-1} a_t)"))
+        out.append(("b", "(B, T, H, K)", "b [B, T, H, K]: the write vector of S_{t-1} a_t"))
     if kind == "scalar":
-        rows.append(("g", "(B, T, H)", f"g [B, T, H]: {gate_doc}"))
+        out.append(("g", "(B, T, H)", f"g [B, T, H]: {gate_doc}"))
     elif kind == "diag":
-        rows.append(("g", "(B, T, H, K)", f"g [B, T, H, K]: per-key-channel {gate_doc}"))
+        out.append(("g", "(B, T, H, K)", f"g [B, T, H, K]: per-key-channel {gate_doc}"))
     elif kind == "const":
-        rows.append(("g_gamma", "(H,)", "g_gamma [H]: log gamma_h, the constant per-head decay"))
-    if spec.transition.is_delta:
+        out.append(("g_gamma", "(H,)", "g_gamma [H]: log gamma_h, the constant per-head decay"))
+    if t.has_rate:
+        shape = f"[B, {rows.replace(' * ', '')}, H]" if n > 1 else "[B, T, H]"
         rate_doc = {
-            RateFn.RAW: "beta [B, T, H]: the delta-rule rate",
-            RateFn.SIGMOID: "beta [B, T, H]: raw rate b; beta = sigmoid(b)",
-            RateFn.TWO_SIGMOID: "beta [B, T, H]: raw rate b; beta = 2 sigmoid(b)",
+            RateFn.RAW: f"beta {shape}: the delta-rule rate",
+            RateFn.SIGMOID: f"beta {shape}: raw rate b; beta = sigmoid(b)",
+            RateFn.TWO_SIGMOID: f"beta {shape}: raw rate b; beta = 2 sigmoid(b)",
         }[spec.rate]
-        rows.append(("beta", "(B, T, H)", rate_doc))
+        out.append(("beta", f"(B, {rows}, H)", rate_doc))
     if spec.gate is GateFn.MAMBA:
-        rows.append(("A_log", "(H,)", "A_log [H]: log of the per-head decay rate"))
-        rows.append(("dt_bias", "(H,)", "dt_bias [H]: bias added to the raw gate"))
-    return rows
+        out.append(("A_log", "(H,)", "A_log [H]: log of the per-head decay rate"))
+        out.append(("dt_bias", "(H,)", "dt_bias [H]: bias added to the raw gate"))
+    return out
 
 
 def input_names(spec: KernelSpec) -> tuple[str, ...]:
@@ -85,38 +111,76 @@ def input_names(spec: KernelSpec) -> tuple[str, ...]:
     return tuple(name for name, _, _ in _inputs(spec))
 
 
+def input_shapes(spec: KernelSpec) -> dict[str, str]:
+    """Shape expressions (in B, T, H, K) of the inputs after q, k, v; k and v are
+    (B, T * micro_steps, H, K) and (B, T * micro_steps, H, V)."""
+    return {name: shape for name, shape, _ in _inputs(spec)}
+
+
 def _public_doc(spec: KernelSpec, inputs: list[tuple[str, str, str]]) -> str:
+    t = spec.transition
+    n = spec.micro_steps
+    if t is Transition.DPLR:
+        b_t = ", B_t = v_t k_t^T."
+    elif t.has_rate:
+        b_t = ", B_t = beta_t v_t k_t^T."
+    else:
+        b_t = ", B_t = v_t k_t^T."
     lines = [
-        f"Chunked {spec.transition.value} recurrence `{spec.name}`: "
-        f"S_t = S_{{t-1}} A_t + B_t, o_t = S_t q_t,",
-        f"A_t = {_TRANSITION_MATH[spec.transition]}"
-        + (", B_t = beta_t v_t k_t^T." if spec.transition.is_delta else ", B_t = v_t k_t^T."),
+        f"Chunked {t.value} recurrence `{spec.name}`: S_t = S_{{t-1}} A_t + B_t, o_t = S_t q_t,",
+        f"A_t = {_TRANSITION_MATH[t]}" + b_t,
+    ]
+    if n > 1:
+        lines += [f"Each token applies {n} such micro-steps (k, v, beta rows in '(t n)' order), "
+                  "the gate once", "before the first; q reads after the last."]
+    lines += [
         "",
         "Args:",
-        "    q, k: [B, T, H, K]" + (" (L2-normalised per head inside the kernels)"
-                                  if spec.l2norm_qk else ""),
-        "    v: [B, T, H, V]",
+        "    q: [B, T, H, K]" + (" (L2-normalised per head inside the kernels)"
+                               if spec.l2norm_qk else ""),
+        f"    k: [B, {'T' if n == 1 else f'{n}T'}, H, K]"
+        + (" (L2-normalised per head inside the kernels)" if spec.l2norm_qk else ""),
+        f"    v: [B, {'T' if n == 1 else f'{n}T'}, H, V]",
     ]
     lines += [f"    {doc}" for _, _, doc in inputs]
     lines += [
         "    scale: multiplies q (default K ** -0.5)",
         "    initial_state: [N, H, K, V] (N = B, or the number of packed sequences)",
         "    output_final_state: also return the final state",
-        "    cu_seqlens: [N + 1] boundaries of sequences packed along T (then B must be 1)",
+        "    cu_seqlens: [N + 1] token boundaries of sequences packed along T (then B must be 1)",
     ]
     return "\n".join(lines)
 
 
+def _summaries(spec: KernelSpec, prologue: str) -> tuple[str, str]:
+    """(forward, backward) one-line descriptions of the kernel pipeline."""
+    if not spec.transition.uses_wy:
+        return ("inter-chunk state pass -> output",
+                "recomputes h, then state gradients -> input gradients")
+    forward = (f"{prologue}T = (I + L)^-1 (intra) -> W, U (wu) -> inter-chunk state pass -> "
+               "output")
+    backward = ("W, U and h recomputed from the saved T -> dv_local -> state gradients -> "
+                "dq, dk, dW (dqkw) -> WY backward -> " + ("prologue gradients" if prologue
+                                                          else "done"))
+    return forward, backward
+
+
 def template_context(spec: KernelSpec, options: KernelOptions) -> dict:
     """The facts the templates branch on; everything else in the text is fixed."""
-    kind = _GATE_KIND[spec.transition]
+    t = spec.transition
+    kind = _GATE_KIND[t]
     inputs = _inputs(spec)
     fp32 = options.dtype == "fp32"
-    recompute = "W, U, h" if spec.transition.is_delta else "h"
-    if spec.transition.is_delta:
-        forward = "UT transform (T, W, U) -> inter-chunk state pass -> output"
-    else:
-        forward = "inter-chunk state pass -> output"
+    decay, read, rbd = _UT_FORM.get(t, ("none", "", False))
+    micro = 2 if t is Transition.DPLR else spec.micro_steps
+    prologue = t.uses_wy and (decay != "none" or spec.rate is not RateFn.RAW)
+    parts = (["gate"] if decay != "none" else []) + (["rate"] if spec.rate is not RateFn.RAW
+                                                     else []) + (["L2 norm"] if spec.l2norm_qk
+                                                                 else [])
+    forward, backward = _summaries(spec, f"{' + '.join(parts)} prologue -> " if parts else "")
+    core = [name for name, _, _ in inputs]
+    if t is Transition.DPLR:
+        core = ["r", "g", "beta"]  # the micro-row form the entry point builds
     return {
         "generator_version": GENERATOR_VERSION,
         "spec_text": describe(spec),
@@ -124,19 +188,30 @@ def template_context(spec: KernelSpec, options: KernelOptions) -> dict:
         "hash": spec_hash(spec, options),
         "name": spec.name,
         "class_name": "".join(part.capitalize() or "_" for part in spec.name.split("_")),
-        "transition_math": _TRANSITION_MATH[spec.transition],
+        "transition": t.value,
+        "transition_math": _TRANSITION_MATH[t],
         "forward_summary": forward,
-        "recompute_summary": recompute,
-        "is_delta": spec.transition.is_delta,
+        "backward_summary": backward,
+        "uses_wy": t.uses_wy,
         "gate_kind": kind,
         "gated": kind in ("scalar", "const"),
         "gate_fn": spec.gate.name,
+        "gate_math": {GateFn.LOG: "g",
+                      GateFn.LOGSIGMOID_SCALED: f"logsigmoid(g) / {spec.gate_normalizer}",
+                      GateFn.MAMBA: "-exp(A_log) softplus(g + dt_bias)"}[spec.gate],
         "inv_normalizer": repr(1.0 / spec.gate_normalizer),
         "rate": spec.rate.name,
         "l2norm": spec.l2norm_qk,
-        # the delta family's prep kernel stores 1/||q||, 1/||k|| for the kernels after it
-        "norm_vectors": spec.l2norm_qk and spec.transition.is_delta,
         "l2_eps": "1e-6",
+        # the UT/WY family
+        "decay": decay,
+        "read": bool(read),
+        "read_name": read,
+        "rbd": rbd,
+        "micro": micro,
+        "public_micro": spec.micro_steps,
+        "prologue": prologue,
+        "core_inputs": core,
         "BT": options.chunk_size,
         "NC": options.chunk_size // SUB_BLOCK,
         "dtype_expr": DTYPES[options.dtype],
@@ -153,10 +228,24 @@ def template_context(spec: KernelSpec, options: KernelOptions) -> dict:
     }
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept between processes (keyed by the templates' text), so that a
+    fresh process renders a file in tens of milliseconds; none where the folder is not
+    writable."""
+    user = os.environ.get("USER") or str(os.getuid() if hasattr(os, "getuid") else "user")
+    folder = Path(tempfile.gettempdir()) / f"linarch-kernels-{user}" / "jinja"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(folder))
+
+
 @functools.cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

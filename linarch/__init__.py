@@ -3,6 +3,7 @@
     linarch.check(path_or_source)    -> list of diagnostics
     linarch.analyze(path_or_source)  -> Analysis (classes, costs, structural hash)
     linarch.show(path_or_source)     -> what the compiler understood, as text
+    linarch.build(path_or_source, target="torch") -> Compiled (analysis, text, layer, hash)
     linarch.compile(path_or_source, target="torch") -> the layer class
     linarch.generate(path_or_source, target="torch") -> the generated source text
     linarch.mutate(source, seed) / linarch.crossover(a, b, seed) -> new programs
@@ -21,14 +22,20 @@ __version__ = "0.1.0"
 _API = {
     "Analysis": "linarch.api",
     "analyze": "linarch.api",
+    "backend": "linarch.api",
+    "build": "linarch.api",
     "check": "linarch.api",
     "compile": "linarch.api",
+    "Compiled": "linarch.api",
+    "CompileOptions": "linarch.api",
     "crossover": "linarch.api",
+    "default_target": "linarch.api",
     "example_path": "linarch.api",
     "format_source": "linarch.api",
     "generate": "linarch.api",
     "load_source": "linarch.api",
     "mutate": "linarch.api",
+    "options": "linarch.api",
     "Mutation": "linarch.dsl.mutate",
     "MutationError": "linarch.dsl.mutate",
     "show": "linarch.api",

@@ -17,16 +17,16 @@ LayerResolver = Callable[[str], type[nn.Module]]
 
 
 def compile_source(source: str) -> type[nn.Module]:
-    """The default resolver: compile the DSL source to a PyTorch layer class."""
+    """The default resolver: the layer class of the DSL source's one compile result."""
     import linarch
 
-    compile_fn = getattr(linarch, "compile", None)
-    if compile_fn is None:
+    build = getattr(linarch, "build", None)
+    if build is None:
         raise RuntimeError(
-            "linarch.compile is not available: install the compiler or set a layer resolver "
+            "linarch.build is not available: install the compiler or set a layer resolver "
             "with linarch.models.set_layer_resolver"
         )
-    return compile_fn(source, target="torch")
+    return build(source, target=linarch.default_target()).layer
 
 
 _resolver: LayerResolver = compile_source

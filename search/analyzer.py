@@ -1,8 +1,10 @@
 """The analyzer role: read a result against its parent and the baseline, distil lessons.
 
-One LLM call per evaluated candidate writes a short analysis (kept with the candidate and
-shown to the researcher when the candidate becomes a parent) and up to three lessons, which
-go into the store's `search_lessons` table and are retrieved like cognition entries.
+One LLM call per evaluated candidate, failed ones included (it is told how and where the
+evaluation failed), writes a short analysis (kept with the candidate and shown to the
+researcher when the candidate becomes a parent) and up to three lessons; the caller files
+them in the store's `search_lessons` table (the loop does it in its own thread, since the
+analyzer may run in another), where they are retrieved like cognition entries.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from linarch.search.llm import LLMClient
-from linarch.search.memory import Lesson, Memory
+from linarch.search.memory import Lesson
 from linarch.search.records import Candidate
 from linarch.search.templates import load_template
 
@@ -61,13 +63,13 @@ class Analyzer:
     def __init__(
         self,
         client: LLMClient,
-        memory: Memory | None,
         stages_total: int,
         template: str = "analyzer.md",
+        model: str = "",
     ):
         self.client = client
-        self.memory = memory
         self.stages_total = stages_total
+        self.model = model
         self.template = load_template(template)
 
     def analyze(
@@ -96,13 +98,10 @@ class Analyzer:
             stages_total=self.stages_total,
             outcome=outcome,
         )
-        completion = self.client.complete(self.role, prompt)
+        completion = self.client.complete(self.role, prompt, model=self.model or None)
         text, parsed = parse_analysis(completion.text)
         delta = None
         if parent is not None and parent.result is not None and candidate.result is not None:
             delta = candidate.result.score - parent.result.score
         lessons = tuple(Lesson(t, tags, candidate.id, delta) for tags, t in parsed)
-        if self.memory is not None:
-            for lesson in lessons:
-                self.memory.remember(lesson)
         return AnalystReport(candidate.id, text, lessons, completion.cost_usd, completion.call_id)

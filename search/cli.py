@@ -55,12 +55,19 @@ def run_command(args: argparse.Namespace) -> int:
         run.config().executor, kind=args.executor, address=args.address, workers=args.workers
     )
     summary = run_search(run, executor=executor, progress=args.progress)
-    best = "none" if summary.best_id is None else f"{summary.best_id} ({summary.best_score:+.4f})"
+    best = "none" if summary.best_id is None else (
+        f"{summary.best_id} ({summary.best_score:+.4f}"
+        f"{', ' + summary.best_label if summary.best_label else ''})")
     print(
-        f"{run.path}: stopped ({summary.reason}); {summary.proposals} proposed, "
-        f"{summary.evaluated} evaluated, {summary.rejected} rejected; best {best}; "
-        f"LLM spend ${summary.spent_usd:.4f}"
+        f"{run.path}: stopped ({summary.reason}); {summary.candidates} candidates "
+        f"({summary.proposals} proposed, {summary.rejected} rejected before training, free), "
+        f"{summary.evaluated} evaluated with the seeds, {summary.race_jobs} racing "
+        f"evaluations; best in selection {best}; LLM spend ${summary.spent_usd:.4f}"
     )
+    if summary.confirmations:
+        print("confirmation on fresh seeds (Holm-corrected; only this may say BETTER):")
+        for verdict in summary.confirmations:
+            print(f"  {verdict.line()}")
     return 0
 
 

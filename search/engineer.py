@@ -1,14 +1,18 @@
 """The engineer role: compile a draft with the injected `check`, repair it from diagnostics.
 
-Only DSL text is ever compiled, by the compiler's own `check`; nothing an LLM writes is run.
-Errors go back to the model as the compiler's JSON diagnostics for up to `max_repairs`
-rounds. An answer with no program, an empty answer or Python instead of DSL is sent back the
-same way, with a diagnostic of the search's own (codes LS0xx). The result is typed: valid or
-not, how many repairs, every step taken, and why it failed.
+Only DSL text is ever compiled, by the compiler's own `check` (through the guard: a program
+that makes the compiler hang or eat memory is a diagnostic, LS901/LS902, not a stuck search);
+nothing an LLM writes is run here. Errors go back to the model as the compiler's JSON
+diagnostics for up to `max_repairs` rounds. An answer with no program, an empty answer or
+Python instead of DSL is sent back the same way, with a diagnostic of the search's own (codes
+LS0xx). A candidate that compiled but failed in a worker (code generation, the numerics check,
+NaN in training, a timeout) comes back through `repair_runtime` with its log tail. The result
+is typed: valid or not, how many repairs, every step taken, and why it failed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import traceback
 from collections.abc import Callable, Sequence
@@ -17,7 +21,9 @@ from enum import StrEnum
 from typing import Any
 
 from linarch.search.extract import DraftFailure, Extraction, extract_program
+from linarch.search.guard import GuardFailure, GuardTimeout
 from linarch.search.llm import LLMClient
+from linarch.search.proposer import RuntimeFailure
 from linarch.search.records import DiagnosticLike
 from linarch.search.researcher import Draft
 from linarch.search.templates import load_template
@@ -82,19 +88,32 @@ class Engineer:
         language_reference: str,
         max_repairs: int = 3,
         template: str = "engineer_repair.md",
+        runtime_template: str = "engineer_runtime.md",
     ):
         self.client = client
         self.check = check
         self.language_reference = language_reference
         self.max_repairs = max_repairs
         self.template = load_template(template)
+        self.runtime_template = load_template(runtime_template)
 
-    def build(self, draft: Draft) -> Build:
-        extraction, call_id = draft.extraction, draft.completion.call_id
-        answer = draft.completion.text
-        motivation = extraction.motivation
+    def build(self, draft: Draft, model: str = "") -> Build:
+        return self._build(draft.extraction, draft.completion.call_id, draft.completion.text,
+                           draft.extraction.motivation, 0.0, model)
+
+    def repair_runtime(self, failure: RuntimeFailure, model: str = "") -> Build:
+        """Ask for a corrected program from a failed run's stage, outcome and log tail, then
+        compile (and repair) the answer as any draft. The repair call counts as one repair."""
+        prompt = self.runtime_template.render(
+            failure=failure.brief(), language_reference=self.language_reference)
+        completion = self.client.complete(self.role, prompt, model=model or None)
+        build = self._build(extract_program(completion.text), completion.call_id,
+                            completion.text, failure.motivation, completion.cost_usd, model)
+        return dataclasses.replace(build, repairs=build.repairs + 1)
+
+    def _build(self, extraction: Extraction, call_id: str, answer: str, motivation: str,
+               cost: float, model: str) -> Build:
         steps: list[BuildStep] = []
-        cost = 0.0
         for repairs in range(self.max_repairs + 1):
             errors, diagnostics, failure = self._compile(extraction)
             steps.append(BuildStep(extraction.source, diagnostics, call_id))
@@ -115,7 +134,7 @@ class Engineer:
                 attempt=repairs + 1,
                 max_repairs=self.max_repairs,
             )
-            completion = self.client.complete(self.role, prompt)
+            completion = self.client.complete(self.role, prompt, model=model or None)
             cost += completion.cost_usd
             extraction, call_id = extract_program(completion.text), completion.call_id
             answer = completion.text
@@ -132,6 +151,15 @@ class Engineer:
         assert extraction.source is not None
         try:
             found = list(self.check(extraction.source))
+        except GuardTimeout as err:  # the program's fault (a huge constant): the model repairs
+            diag = _diagnostic("LS901", f"the compiler did not finish checking this program: "
+                               f"{err}", "a constant or a shape formula is too large to "
+                               "evaluate; use small literals (no towers of powers)")
+            return [diag], (diag,), BuildFailure.INVALID
+        except GuardFailure as err:
+            diag = _diagnostic("LS902", f"checking this program failed: {err}",
+                               "simplify the program: a constant or a dimension is too large")
+            return [diag], (diag,), BuildFailure.INVALID
         except Exception as err:  # a compiler crash is recorded with its traceback, not repaired
             tb = "".join(traceback.format_exception(err))[-4000:]
             diag = _diagnostic("LS900", f"the compiler raised {type(err).__name__}: {err}", tb)

@@ -67,10 +67,11 @@ def evaluate(job: EvalJob) -> EvalResult:
 def _static(job: EvalJob) -> EvalResult:
     import linarch
 
-    errors = [d for d in linarch.check(job.source) if d.is_error]
-    if errors:
-        raise ValueError("; ".join(d.render().splitlines()[0] for d in errors))
-    a = linarch.analyze(job.source)
+    try:
+        a = linarch.analyze(job.source)
+    except linarch.LinarchError as err:
+        errors = [d for d in err.diagnostics if d.is_error]
+        raise ValueError("; ".join(d.render().splitlines()[0] for d in errors)) from None
     return EvalResult(0.0, 0.0, 0.0, "ok", metrics={
         "flops_per_token": float(a.flops_per_token), "state_bytes": float(a.state_bytes),
         "params": float(a.params)}, detail=", ".join(a.transition_classes))
@@ -81,7 +82,7 @@ def _numerics(job: EvalJob, hidden: int = 32, heads: int = 2, length: int = 24) 
 
     import linarch
 
-    layer_cls = linarch.compile(job.source)
+    layer_cls = linarch.build(job.source).layer
     torch.manual_seed(0)
     layer = layer_cls(hidden_size=hidden, num_heads=heads).double()
     x = torch.randn(2, length, hidden, dtype=torch.float64, requires_grad=True)
@@ -129,10 +130,13 @@ def _store(job: EvalJob):
 
 
 def _schedule(job: EvalJob, budget):
-    """The run's seeds first (one look), then the rest of the budget's schedule."""
+    """The run's seeds first (one look), then the rest of the budget's schedule; exactly the
+    job's seeds when it says so (racing and the confirmation choose their own seeds)."""
     from linarch.evaluation.seeds import SeedSchedule
 
     first = tuple(job.seeds)
+    if job.fixed_seeds and first:
+        return SeedSchedule.fixed(first)
     if not first:
         return budget.schedule
     rest = tuple(s for s in budget.schedule.seeds if s not in first)
@@ -194,7 +198,28 @@ def _trained(job: EvalJob, stage: Stage) -> EvalResult:
         c.stats, metrics=metrics, seeds=c.seeds,
         detail=f"{c.budget.task.value}@{c.budget.preset.value}: {name} candidate "
                f"{c.mean(Role.CANDIDATE):.4f} vs DeltaNet {c.mean(Role.BASELINE):.4f} over "
-               f"{len(c.seeds)} seeds; {c.stats.verdict.value}")
+               f"{len(c.seeds)} seeds; {c.stats.verdict.value}",
+        candidate_per_seed=[s.value for s in c.role_scores(Role.CANDIDATE)],
+        baseline_per_seed=[s.value for s in c.role_scores(Role.BASELINE)],
+        curves=_candidate_curves(c))
+
+
+def _candidate_curves(c) -> dict[str, list[tuple[int, float]]]:
+    """The candidate's evaluation curve on the first problem, per seed, at the learning rate
+    that seed kept (what the proposer is shown: still rising, or flat)."""
+    from linarch.evaluation.compare import Role
+
+    problem = c.budget.problems[0][0].name
+    kept = {(h.seed, h.problem): h.chosen for h in c.choices if h.role is Role.CANDIDATE}
+    curves = {}
+    for run in c.runs:
+        if run.role is not Role.CANDIDATE or run.problem != problem or run.seed not in c.seeds:
+            continue
+        chosen = kept.get((run.seed, problem), kept.get((None, problem)))
+        if chosen is None or run.hyper == chosen:
+            points = run.result.curves.eval.get(c.budget.metric.name, ())
+            curves[f"seed {run.seed}"] = [(p.step, p.value) for p in points]
+    return curves
 
 
 def _both_axes(job: EvalJob) -> EvalResult:

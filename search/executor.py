@@ -7,9 +7,10 @@ Both executors share one small interface, so the loop does not care where a job 
     ex.free_slots, ex.pending        # for the loop's scheduling
     ex.shutdown()                    # kills whatever still runs
 
-The local pool starts one spawned process per job (sandbox.py): a fresh interpreter per
-candidate, killed with its whole process tree on timeout or when its memory passes the
-limit, and never shared with the next candidate.
+The local pool starts one worker process per job (sandbox.py): a fresh interpreter per
+candidate, with credentials removed from its environment, killed with its whole process tree
+on timeout or when its memory passes the limit, never shared with the next candidate, and
+answering in JSON.
 """
 
 from __future__ import annotations
@@ -143,17 +144,20 @@ class LocalExecutor(JobSlots):
             self._running[q.job_id] = job.start()
 
 
-def limits_from_config(config: ExecutorConfig) -> Limits:
+def limits_from_config(config: ExecutorConfig, hidden_env: tuple[str, ...] = ()) -> Limits:
     return Limits(
         time_s=config.time_limit_s,
-        memory_mb=config.memory_limit_mb,
+        memory_mb=config.memory_limit_mb or None,
         memory_mode=config.memory_mode,
+        hidden_env=hidden_env,
     )
 
 
-def make_executor(config: ExecutorConfig, log_dir: Path | None = None) -> Executor:
-    """The executor a config asks for: `kind = "local"` or `kind = "ray"` (with `address`)."""
-    limits = limits_from_config(config)
+def make_executor(config: ExecutorConfig, log_dir: Path | None = None,
+                  hidden_env: tuple[str, ...] = ()) -> Executor:
+    """The executor a config asks for: `kind = "local"` or `kind = "ray"` (with `address`).
+    `hidden_env` names environment variables no job may see (the LLM key's variable)."""
+    limits = limits_from_config(config, hidden_env)
     if config.kind == "local":
         return LocalExecutor(config.workers, limits, log_dir)
     if config.kind == "ray":

@@ -104,11 +104,13 @@ class LLMClient:
         )
 
     def complete(
-        self, role: str, prompt: RenderedPrompt, *, history: Sequence[Message] = ()
+        self, role: str, prompt: RenderedPrompt, *, history: Sequence[Message] = (),
+        model: str | None = None,
     ) -> Completion:
-        """Send one prompt; raises BudgetExhausted, EndpointDown or RequestRejected."""
+        """Send one prompt to the role's model (or `model`, one of the role's models chosen by
+        the loop's bandit); raises BudgetExhausted, EndpointDown or RequestRejected."""
         self.ledger.ensure_available()
-        model = self.config.model_for(role)
+        model = model or self.config.model_for(role)
         messages = [m.to_dict() for m in prompt.messages(history)]
         call_id = f"{os.getpid()}-{next(self._ids)}"
         base = {
@@ -145,13 +147,13 @@ class LLMClient:
         self, model: str, messages: list[dict[str, str]], attempts: list[Attempt]
     ) -> Any:
         cfg = self.config
+        sampling = cfg.sampling_for(model)
         for attempt in range(cfg.max_retries + 1):
             try:
                 return self._client.chat.completions.create(
                     model=model,
                     messages=messages,  # type: ignore[arg-type]
-                    temperature=cfg.temperature,
-                    max_tokens=cfg.max_tokens,
+                    **sampling,
                 )
             except openai.APIStatusError as err:
                 if err.status_code < 500 and err.status_code not in _RETRY_STATUS:

@@ -27,6 +27,8 @@ class Status:
     spent_usd: float = 0.0
     budget_usd: float | None = None
     elapsed_s: float = 0.0
+    candidates: int = 0  # accepted for evaluation: what counts against max_candidates
+    proposing: int = 0  # proposals being written now
 
     def line(self) -> str:
         best = "-" if self.best_score is None else f"{self.best_id} {self.best_score:+.4f}"
@@ -36,8 +38,9 @@ class Status:
             f"{k} {v}" for k, v in sorted(self.outcomes.items()) if k != "ok"
         ) or "none"
         return (
-            f"proposed {self.proposals}/{self.max_candidates} | evaluated {self.evaluated} | "
-            f"running {self.in_flight} | best {best} | ${self.spent_usd:.4f}{budget} | "
+            f"candidates {self.candidates}/{self.max_candidates} (proposed {self.proposals}) | "
+            f"evaluated {self.evaluated} | running {self.in_flight} | "
+            f"proposing {self.proposing} | best {best} | ${self.spent_usd:.4f}{budget} | "
             f"rejected: {rejected} | failed: {failed} | {self.elapsed_s:.0f}s"
         )
 

@@ -56,9 +56,12 @@ def _set_auth_mode(mode: str) -> None:
     Config.initialize("")
 
 
-def _ray_job(job_id: str, fn: Callable[..., Any], args: tuple[Any, ...], limits: Limits):
-    """Runs inside a Ray worker: the job itself runs one process further down."""
-    return run_sandboxed(fn, args, None, limits, job_id)
+def _ray_job(job_id: str, fn: Callable[..., Any], args: tuple[Any, ...],
+             limits: Limits) -> dict[str, Any]:
+    """Runs inside a Ray worker: the job itself runs one process further down. The answer
+    travels as plain JSON data (JobResult.to_wire), so the driver unpickles no object of the
+    job's making."""
+    return run_sandboxed(fn, args, None, limits, job_id).to_wire()
 
 
 @dataclass
@@ -192,6 +195,7 @@ class RayExecutor(JobSlots):
             return JobResult(run.job_id, Outcome.ERROR, error=str(err)[-4000:], wall_s=wall)
         except ex.RayError as err:  # worker or node died
             return JobResult(run.job_id, Outcome.CRASH, error=str(err)[-4000:], wall_s=wall)
-        if not isinstance(result, JobResult):
-            return JobResult(run.job_id, Outcome.ERROR, error=f"bad task result {result!r}")
-        return result
+        try:
+            return JobResult.from_wire(result)
+        except (KeyError, TypeError, ValueError) as err:
+            return JobResult(run.job_id, Outcome.ERROR, error=f"bad task result: {err}")

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from linarch.search import wire
+
 
 class DiagnosticLike(Protocol):
     """What the search reads from a compiler diagnostic (`linarch.check`)."""
@@ -60,10 +62,15 @@ class Descriptor:
 
 @dataclass(frozen=True)
 class Profile:
-    """What the search keeps of a compiler analysis: descriptors, the hash, the WL features.
+    """What the search keeps of a compiler analysis: descriptors, the hash, the WL features,
+    and (once the vetting worker has run the program) its behavioural fingerprint.
 
-    The IR graph itself is not kept: its Weisfeiler-Lehman feature multiset is enough for
-    near-duplicate detection and it fits in a JSON journal line.
+    `flops_per_token` and `state_bytes` are taken at `shape`, the hyper-parameters the
+    evaluation builds the candidate with (hidden size, heads ... after width matching), so
+    that the MAP-Elites cells compare candidates as they are trained; an empty `shape` means
+    the program's declared defaults (before vetting). The IR graph itself is not kept: its
+    Weisfeiler-Lehman feature multiset is enough for near-duplicate detection and it fits in a
+    JSON journal line.
     """
 
     name: str
@@ -73,6 +80,8 @@ class Profile:
     transition_classes: tuple[str, ...]
     num_paths: int
     wl_features: tuple[tuple[str, int], ...] = ()
+    shape: tuple[tuple[str, int], ...] = ()
+    fingerprint: tuple[float, ...] = ()
 
     @property
     def descriptor(self) -> Descriptor:
@@ -87,7 +96,8 @@ class Profile:
         return dict(self.wl_features)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "wl_features": [list(p) for p in self.wl_features]}
+        return {**asdict(self), "wl_features": [list(p) for p in self.wl_features],
+                "shape": [list(p) for p in self.shape], "fingerprint": list(self.fingerprint)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Profile:
@@ -99,6 +109,8 @@ class Profile:
             transition_classes=tuple(data["transition_classes"]),
             num_paths=int(data["num_paths"]),
             wl_features=tuple((str(k), int(v)) for k, v in data.get("wl_features", ())),
+            shape=tuple((str(k), int(v)) for k, v in data.get("shape", ())),
+            fingerprint=tuple(float(v) for v in data.get("fingerprint", ())),
         )
 
 
@@ -116,8 +128,12 @@ class EvalJob:
     preset: str
     seeds: tuple[int, ...]
     run_path: str = ""  # the run directory (for caches shared by a run's evaluations)
+    # True: train exactly `seeds` (racing, confirmation); False: `seeds` are the first look of
+    # the evaluation's own sequential schedule, which may add seeds to a close result
+    fixed_seeds: bool = False
 
 
+@wire.register
 @dataclass(frozen=True)
 class EvalResult:
     """What an evaluation stage returns: the paired difference to DeltaNet, higher is better."""
@@ -129,6 +145,17 @@ class EvalResult:
     metrics: Mapping[str, float] = field(default_factory=dict)
     seeds: tuple[int, ...] = ()
     detail: str = ""
+    # the metric per seed, in `seeds` order, for the candidate and for DeltaNet (what the
+    # researcher sees of a parent's spread), and the candidate's evaluation curve per seed
+    candidate_per_seed: tuple[float, ...] = ()
+    baseline_per_seed: tuple[float, ...] = ()
+    curves: Mapping[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
+
+    @property
+    def lcb(self) -> float:
+        """The lower confidence bound the archive ranks by (-inf when the interval is
+        unknown, e.g. a single seed: an unmeasured spread is not a small one)."""
+        return self.ci_low if math.isfinite(self.ci_low) else -math.inf
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -139,6 +166,9 @@ class EvalResult:
             "metrics": dict(self.metrics),
             "seeds": list(self.seeds),
             "detail": self.detail,
+            "candidate_per_seed": list(self.candidate_per_seed),
+            "baseline_per_seed": list(self.baseline_per_seed),
+            "curves": {k: [list(p) for p in v] for k, v in self.curves.items()},
         }
 
     @classmethod
@@ -149,6 +179,9 @@ class EvalResult:
         metrics: Mapping[str, float] | None = None,
         seeds: Sequence[int] = (),
         detail: str = "",
+        candidate_per_seed: Sequence[float] = (),
+        baseline_per_seed: Sequence[float] = (),
+        curves: Mapping[str, Sequence[tuple[int, float]]] | None = None,
     ) -> EvalResult:
         """From linarch.evaluation's PairedComparison (candidate minus baseline, in the
         metric's units), turned so that a higher score is better for any metric direction:
@@ -164,6 +197,9 @@ class EvalResult:
             metrics=dict(metrics or {comparison.metric: sign * comparison.mean_difference}),
             seeds=tuple(seeds),
             detail=detail,
+            candidate_per_seed=tuple(float(v) for v in candidate_per_seed),
+            baseline_per_seed=tuple(float(v) for v in baseline_per_seed),
+            curves={k: tuple((int(a), float(b)) for a, b in v) for k, v in (curves or {}).items()},
         )
 
     @classmethod
@@ -176,12 +212,26 @@ class EvalResult:
             metrics={str(k): float(v) for k, v in data.get("metrics", {}).items()},
             seeds=tuple(int(s) for s in data.get("seeds", ())),
             detail=str(data.get("detail", "")),
+            candidate_per_seed=tuple(float(v) for v in data.get("candidate_per_seed", ())),
+            baseline_per_seed=tuple(float(v) for v in data.get("baseline_per_seed", ())),
+            curves={str(k): tuple((int(a), float(b)) for a, b in v)
+                    for k, v in data.get("curves", {}).items()},
         )
+
+
+# Cascade stages that only gate (pass or fail) and return no score: a candidate that passed
+# them and then failed a trained stage has no score at all, not a score of 0.
+GATE_STAGES = frozenset({"static", "numerics"})
+
+
+def is_scored(stage: str) -> bool:
+    return stage not in GATE_STAGES
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """An evaluated program: its text, lineage, profile and the last cascade result it reached."""
+    """An evaluated program: its text, lineage, profile, the last score it earned in the
+    cascade, and how the cascade ended for it."""
 
     id: str
     source: str
@@ -191,19 +241,26 @@ class Candidate:
     generation: int
     origin: str  # "seed", "llm", "mutation", ...
     profile: Profile
-    result: EvalResult | None
+    result: EvalResult | None  # the last scored stage that returned OK; None: no score
     stages_passed: int  # how many cascade stages returned OK (and, before the last, passed)
     cost_usd: float = 0.0
     analysis: str = ""
+    outcome: str = "ok"  # the last stage's executor Outcome value
+    failure: str = ""  # "STAGE: OUTCOME: first line of the error" when the cascade failed
 
     @property
     def score(self) -> float:
         return self.result.score if self.result is not None else float("-inf")
 
     @property
-    def rank_key(self) -> tuple[int, float]:
-        """Candidates that went further in the cascade rank first, then by score."""
-        return (self.stages_passed, self.score)
+    def lcb(self) -> float:
+        return self.result.lcb if self.result is not None else float("-inf")
+
+    @property
+    def rank_key(self) -> tuple[int, float, float]:
+        """Candidates that went further in the cascade rank first, then by the lower bound of
+        their interval (a lucky mean on a wide interval does not lead), then by the mean."""
+        return (self.stages_passed, self.lcb, self.score)
 
     def brief(self) -> dict[str, Any]:
         """The view a prompt template gets of a candidate."""
@@ -218,9 +275,15 @@ class Candidate:
             "ci_high": None if r is None else r.ci_high,
             "verdict": "" if r is None else r.verdict,
             "metrics": {} if r is None else dict(r.metrics),
+            "seeds": [] if r is None else list(r.seeds),
+            "candidate_per_seed": [] if r is None else list(r.candidate_per_seed),
+            "baseline_per_seed": [] if r is None else list(r.baseline_per_seed),
+            "curves": {} if r is None else {k: list(v) for k, v in r.curves.items()},
             "descriptor": self.profile.descriptor.label(),
+            "shape": dict(self.profile.shape),
             "flops_per_token": self.profile.flops_per_token,
             "state_bytes": self.profile.state_bytes,
             "analysis": self.analysis,
+            "outcome": self.outcome,
+            "failure": self.failure,
         }
-

@@ -2,9 +2,14 @@
 
 Everything is read back from the run's journal (the same replay a resume uses) and its LLM
 transcript, so a report can be made while the run is still going, or years later. The
-leaderboard ranks by how far a program went in the cascade, then by its paired difference to
-DeltaNet, and shows the 95% interval, the LLM cost of the program, and its novelty
-(1 - WL similarity to the nearest program evaluated before it).
+leaderboard ranks as the archive does: by how far a program went in the cascade, then by the
+lower bound of its 95% interval on the paired difference to DeltaNet (then the mean); it shows
+the interval, the LLM cost of the program, and its novelty, structural (1 - WL similarity to
+the nearest program seen before it) and behavioural (1 - similarity of its outputs to the
+nearest fingerprint). Failed candidates and the proposals rejected before training (free:
+they did not count against the budget) get tables of their own. The page is one
+self-contained file (plots inlined, no scripts) and is opened in a real headless browser by
+the test suite.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from linarch.search.jsonl import read_jsonl
+from linarch.search.racing import Confirmation, Verdict, selection_label
 from linarch.search.records import Candidate
 from linarch.search.rundir import RunDir
 from linarch.search.state import RunState
@@ -36,12 +42,17 @@ class Row:
     score: float
     ci_low: float
     ci_high: float
-    verdict: str
+    verdict: str  # the selection's word: "promising" at most (racing.selection_label)
     flops_per_token: int
     state_bytes: int
     novelty: float
     cost_usd: float
     repairs: int
+    behaviour_novelty: float | None = None  # None: not vetted (no fingerprint)
+    shape: str = ""  # the hyper-parameters the costs were taken at
+    seeds: int = 0  # selection seeds behind the score (racing adds them)
+    confirmation: str = ""  # the final stage: "BETTER", "not shown", "failed", "" (not a finalist)
+    confirmed_score: float | None = None  # its mean on the fresh seeds
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,7 @@ def collect(run: RunDir) -> ReportData:
     evaluated = tuple(state.archive.candidates[c] for c in state.evaluated)
     ranked = sorted(
         (c for c in evaluated if c.result is not None),
-        key=lambda c: (-c.rank_key[0], -c.rank_key[1], c.id),
+        key=lambda c: (tuple(-k for k in c.rank_key), c.id),
     )
     rows = []
     for i, c in enumerate(ranked, start=1):
@@ -71,15 +82,28 @@ def collect(run: RunDir) -> ReportData:
                 rank=i, id=c.id, name=c.profile.name, origin=c.origin, island=c.island,
                 generation=c.generation, parents=",".join(c.parent_ids),
                 stages_passed=c.stages_passed, score=c.score, ci_low=c.result.ci_low,
-                ci_high=c.result.ci_high, verdict=c.result.verdict,
+                ci_high=c.result.ci_high, verdict=selection_label(c.result),
                 flops_per_token=c.profile.flops_per_token, state_bytes=c.profile.state_bytes,
                 novelty=1.0 - float(rec.get("similarity", 0.0)), cost_usd=c.cost_usd,
                 repairs=int(rec.get("repairs", 0)),
+                behaviour_novelty=None if rec.get("behaviour_similarity") is None
+                else 1.0 - float(rec["behaviour_similarity"]),
+                shape=", ".join(f"{k} {v}" for k, v in c.profile.shape),
+                seeds=len(c.result.seeds), **_confirmation(rec.get("confirmation")),
             )
         )
     calls = [r for r in read_jsonl(run.transcript) if r.get("event") == "response"]
     spent = sum(float(r.get("cost_usd", 0.0)) for r in calls)
     return ReportData(run, state, evaluated, tuple(rows), spent, len(calls))
+
+
+def _confirmation(verdict: dict | None) -> dict:
+    if verdict is None:
+        return {}
+    v = Confirmation.from_dict(verdict)
+    word = "BETTER" if v.verdict is Verdict.BETTER else v.verdict.value
+    return {"confirmation": word,
+            "confirmed_score": None if v.result is None else v.result.score}
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -207,6 +231,26 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _confirmed_cell(r: Row) -> str:
+    if not r.confirmation:
+        return ""
+    score = "" if r.confirmed_score is None else f" ({r.confirmed_score:+.4f})"
+    return r.confirmation + score
+
+
+def _confirmation_section(s: RunState) -> str:
+    e = html.escape
+    if s.confirmations is None:
+        return ("<h2>Confirmation</h2><p>Not run (yet): nothing in this run is BETTER than "
+                "DeltaNet until its finalists are confirmed on fresh seeds.</p>")
+    plan = s.confirm_plan or {}
+    lines = "".join(f"<li>{e(Confirmation.from_dict(v).line())}</li>" for v in s.confirmations)
+    seeds = ", ".join(map(str, plan.get("seeds", ())))
+    return (f"<h2>Confirmation</h2><p>The top {len(s.confirmations)} on fresh seeds "
+            f"({e(seeds) or 'none'}), never used for selection; one-sided paired t-tests, "
+            f"Holm's correction at alpha {plan.get('alpha', '-')}.</p><ul>{lines}</ul>")
+
+
 # ---------------------------------------------------------------------------- outputs
 
 
@@ -228,8 +272,9 @@ def render_html(data: ReportData, images: dict[str, Path]) -> str:
     head = [
         f"<h1>linarch search: {e(data.run.name)}</h1>",
         "<p>",
-        f"proposed {s.proposals} (max {s.config.run.max_candidates}); evaluated "
-        f"{len(s.evaluated)}; outcomes {e(outcomes)}; rejected before training {e(rejected)}; "
+        f"candidates {s.charged} (max {s.config.run.max_candidates}), proposals {s.proposals}; "
+        f"evaluated {len(s.evaluated)}; outcomes {e(outcomes)}; rejected before training "
+        f"{e(rejected)}; "
         f"LLM {data.llm_calls} calls, ${data.spent_usd:.4f}; "
         f"stopped: {e(s.stopped or 'running')}",
         "</p>",
@@ -240,32 +285,78 @@ def render_html(data: ReportData, images: dict[str, Path]) -> str:
         "</figure>"
         for name, p in images.items()
     ]
-    cols = ("rank", "id", "name", "origin", "stages", "score", "95% interval", "verdict",
-            "FLOPs/token", "state bytes", "novelty", "cost $", "repairs", "parents")
+    cols = ("rank", "id", "name", "origin", "stages", "score", "95% interval", "seeds",
+            "selection", "confirmed (fresh seeds)",
+            "FLOPs/token", "state bytes", "trained at", "novelty (structure)",
+            "novelty (behaviour)", "cost $", "repairs", "parents")
     table = ["<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
     for r in data.rows:
+        behaviour = "-" if r.behaviour_novelty is None else f"{r.behaviour_novelty:.2f}"
         cells = (r.rank, f'<a href="#{e(r.id)}">{e(r.id)}</a>', e(r.name), e(r.origin),
                  r.stages_passed, f"{r.score:+.4f}", f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}]",
-                 e(r.verdict), f"{r.flops_per_token:,}", f"{r.state_bytes:,}",
-                 f"{r.novelty:.2f}", f"{r.cost_usd:.4f}", r.repairs, e(r.parents))
+                 r.seeds, e(r.verdict), e(_confirmed_cell(r)), f"{r.flops_per_token:,}",
+                 f"{r.state_bytes:,}",
+                 e(r.shape or "declared defaults"), f"{r.novelty:.2f}", behaviour,
+                 f"{r.cost_usd:.4f}", r.repairs, e(r.parents))
         table.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     table.append("</table>")
+    failed = _table(("id", "name", "failure", "parents"), [
+        (f'<a href="#{e(c.id)}">{e(c.id)}</a>', e(c.profile.name), e(c.failure or c.outcome),
+         e(",".join(c.parent_ids))) for c in data.evaluated if c.result is None])
+    rejected_table = _table(("id", "reason", "nearest", "similarity", "detail"), [
+        (e(cid), e(rec["rejection"]["reason"]), e(str(rec["rejection"].get("nearest") or "-")),
+         "-" if rec["rejection"].get("similarity") is None
+         else f"{float(rec['rejection']['similarity']):.2f}",
+         e(_first(str(rec["rejection"].get("detail", "")))))
+        for cid, rec in s.records.items() if rec.get("status") == "rejected"])
+    bandit = _table(("role", "model", "proposals", "mean reward"), [
+        (e(role), e(model), n, f"{mean:.2f}")
+        for role, models in s.bandit.summary().items() for model, (n, mean) in models.items()])
     details = []
     for c in data.evaluated:
         rec = s.records[c.id]
+        failure = f"<p><b>Failed.</b> {e(c.failure)}</p>" if c.failure else ""
         details.append(
             f'<details id="{e(c.id)}"><summary>{e(c.id)} {e(c.profile.name)} '
             f"({e(c.profile.descriptor.label())})</summary>"
-            f"<p><b>Motivation.</b> {e(c.motivation)}</p>"
+            f"<p><b>Motivation.</b> {e(c.motivation)}</p>{failure}"
             f"<p><b>Analysis.</b> {e(rec.get('analysis', '') or '-')}</p>"
             f"<pre>{e(c.source)}</pre></details>"
         )
+    sections = "<h2>Leaderboard</h2><p>Ranked by the furthest cascade stage, then the lower " \
+        "bound of the 95% interval on the selection seeds (racing gave the contenders more). " \
+        "The selection calls a candidate promising at most; only the confirmation on fresh " \
+        "seeds, Holm-corrected, calls one BETTER.</p>" + "".join(table)
+    sections += _confirmation_section(s)
+    if failed:
+        sections += "<h2>Failed evaluations</h2>" + failed
+    if rejected_table:
+        sections += ("<h2>Rejected before training</h2><p>Free: these did not count against "
+                     "the candidate budget; the proposer was told why.</p>" + rejected_table)
+    if bandit:
+        sections += "<h2>Models</h2>" + bandit
     return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<link rel='icon' href='data:,'>"
         f"<title>linarch search {e(data.run.name)}</title><style>{_CSS}</style></head><body>"
-        + "".join(head) + "".join(imgs) + "<h2>Leaderboard</h2>" + "".join(table)
+        + "".join(head) + "".join(imgs) + sections
         + "<h2>Programs</h2>" + "".join(details) + "</body></html>"
     )
+
+
+def _table(cols: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    if not rows:
+        return ""
+    out = ["<table><tr>" + "".join(f"<th>{c}</th>" for c in cols) + "</tr>"]
+    out += ["<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows]
+    return "".join(out) + "</table>"
+
+
+def _first(text: str) -> str:
+    from linarch.search.state import first_line
+
+    return first_line(text)[:200]
 
 
 def write_report(run: RunDir, out: Path | str | None = None) -> Path:

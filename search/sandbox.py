@@ -1,9 +1,10 @@
-"""One job in one spawned, killable process, with a time limit and a memory limit.
+"""One job in one killable worker process, with a time limit and a memory limit.
 
-Search pitfalls this answers: timeouts that stop waiting but leave the work running, and
-generated code run inside the parent. The child starts in its own session (so its whole
-process group can be killed), dies with its parent (PR_SET_PDEATHSIG, plus a watcher thread),
-writes its stdout/stderr to a log file, and sends back one message: the value, or the
+Search pitfalls this answers: timeouts that stop waiting but leave the work running, generated
+code run inside the parent, secrets inherited by the code under test, and results that can
+execute code when they are read. The child (process.py) starts with a scrubbed environment in
+its own session (so its whole process group can be killed), dies with its parent, writes its
+stdout/stderr to a log file, and sends back one JSON message (wire.py): the value, or the
 traceback. The parent watches wall time and the resident memory of the child's whole process
 tree, and kills the tree when either limit is passed. Outcomes are typed:
 OK, TIMEOUT, OOM, CRASH (died without answering: a signal or os._exit), ERROR (raised).
@@ -12,15 +13,12 @@ OK, TIMEOUT, OOM, CRASH (died without answering: a signal or os._exit), ERROR (r
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import multiprocessing as mp
+import json
 import multiprocessing.connection
 import os
 import pickle
-import signal
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -28,12 +26,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
+from linarch.search import wire
+from linarch.search.process import (
+    Child,
+    child_connections,
+    death_text,
+    die_with_parent,
+    kill_tree,
+    limit_address_space,
+    start_child,
+    tree_rss_mb,
+)
+
+__all__ = ["DEFAULT_LIMITS", "JobResult", "Limits", "Outcome", "SandboxedJob", "kill_tree",
+           "run_sandboxed"]
 
 from linarch.evaluation.results import Outcome
 
 _OOM_TEXT = ("can't allocate memory", "cannot allocate memory", "out of memory")
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class Limits:
     memory_mb: int | None = None
     memory_mode: str = "rss"  # "rss": parent watchdog on the tree's RSS; "rlimit": RLIMIT_AS
     poll_s: float = 0.05
+    hidden_env: tuple[str, ...] = ()  # variables (beyond credential-like names) kept from jobs
 
 
 DEFAULT_LIMITS = Limits()
@@ -58,6 +69,18 @@ class JobResult:
     peak_rss_mb: float = 0.0
     pid: int | None = None
     exitcode: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """JSON-ready, for a hop through Ray (whose own transport pickles)."""
+        return {"job_id": self.job_id, "outcome": self.outcome.value,
+                "value": wire.encode(self.value), "error": self.error, "wall_s": self.wall_s,
+                "peak_rss_mb": self.peak_rss_mb, "pid": self.pid, "exitcode": self.exitcode}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> JobResult:
+        return cls(str(data["job_id"]), Outcome(data["outcome"]), wire.decode(data["value"]),
+                   str(data["error"]), float(data["wall_s"]), float(data["peak_rss_mb"]),
+                   data["pid"], data["exitcode"])
 
 
 class SandboxedJob:
@@ -80,8 +103,7 @@ class SandboxedJob:
         log_root.mkdir(parents=True, exist_ok=True)
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in job_id)
         self.log_path = log_root / f"job-{safe}-{os.getpid()}-{id(self):x}.log"
-        self._process: mp.process.BaseProcess | None = None
-        self._conn: Any = None
+        self._child: Child | None = None
         self._start = 0.0
         self._job_start: float | None = None
         self._peak_mb = 0.0
@@ -89,44 +111,44 @@ class SandboxedJob:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        return self._child.pid if self._child is not None else None
 
     @property
     def connection(self) -> Any:
         """The result pipe, for multiprocessing.connection.wait."""
-        return self._conn
+        assert self._child is not None
+        return self._child.inbox
 
     @property
     def sentinel(self) -> int:
-        assert self._process is not None
-        return self._process.sentinel
+        assert self._child is not None
+        return self._child.sentinel
 
     def start(self) -> SandboxedJob:
-        ctx = mp.get_context("spawn")
-        parent_conn, child_conn = ctx.Pipe(duplex=False)
-        self._process = ctx.Process(
-            target=_child_main,
-            args=(child_conn, self._payload, self.limits, str(self.log_path), os.getpid()),
-            name=f"linarch-job-{self.job_id}",
-            daemon=False,
-        )
         self._start = time.monotonic()
-        self._process.start()
-        child_conn.close()
-        self._conn = parent_conn
+        self._child = start_child("linarch.search.sandbox", log_path=self.log_path,
+                                  hidden_env=self.limits.hidden_env)
+        header = {"memory_mb": self.limits.memory_mb if self.limits.memory_mode == "rlimit"
+                  else None}
+        try:
+            self._child.outbox.send_bytes(json.dumps(header).encode())
+            self._child.outbox.send_bytes(self._payload)
+        except OSError:  # died before reading: poll() reports how
+            pass
         return self
 
     def poll(self) -> JobResult | None:
         """Check once: finished, answered, over time or over memory. Never blocks long."""
         if self.result is not None:
             return self.result
-        assert self._process is not None, "start() first"
-        if self._conn.poll():
+        child = self._child
+        assert child is not None, "start() first"
+        if child.inbox.poll():
             return self._receive()
-        if not self._process.is_alive():
-            if self._conn.poll():  # it answered just before it exited
+        if not child.alive():
+            if child.inbox.poll():  # it answered just before it exited
                 return self._receive()
-            return self._finish(Outcome.CRASH, _death_text(self._process.exitcode, self.log_path))
+            return self._finish(Outcome.CRASH, death_text(child.popen.returncode, self.log_path))
         now = time.monotonic()
         if self._job_start is None and now - self._start > self.limits.startup_s:
             return self.kill(Outcome.TIMEOUT, f"the job did not start within "
@@ -134,7 +156,7 @@ class SandboxedJob:
         if self._job_start is not None and now - self._job_start > self.limits.time_s:
             return self.kill(Outcome.TIMEOUT, f"killed after {now - self._job_start:.1f}s "
                              f"(limit {self.limits.time_s:g}s)")
-        rss = _tree_rss_mb(self._process.pid)
+        rss = tree_rss_mb(child.pid)
         self._peak_mb = max(self._peak_mb, rss)
         limit = self.limits.memory_mb
         if limit is not None and self.limits.memory_mode == "rss" and rss > limit:
@@ -146,42 +168,51 @@ class SandboxedJob:
             result = self.poll()
             if result is not None:
                 return result
-            multiprocessing.connection.wait(
-                [self._conn, self.sentinel], timeout=self.limits.poll_s
-            )
+            multiprocessing.connection.wait([self.connection, self.sentinel],
+                                            timeout=self.limits.poll_s)
 
     def kill(self, outcome: Outcome, reason: str) -> JobResult:
         """Kill the child and everything it started, wait for it, and record why."""
         if self.result is not None:
             return self.result
-        assert self._process is not None
-        kill_tree(self._process.pid)
-        self._process.join(timeout=10)
+        assert self._child is not None
+        kill_tree(self._child.pid)
+        _reap(self._child, 10)
         return self._finish(outcome, reason)
 
     def _receive(self) -> JobResult | None:
+        child = self._child
+        assert child is not None
         try:
-            kind, body = self._conn.recv()
-        except (EOFError, OSError) as err:  # the child died: its end of the pipe closed
-            self._process.join(timeout=5)
-            if self._process.is_alive():
-                return self.kill(Outcome.CRASH, f"result channel closed, process alive: {err!r}")
-            return self._finish(Outcome.CRASH, _death_text(self._process.exitcode, self.log_path))
+            message = json.loads(child.inbox.recv_bytes().decode("utf-8"))
+        except (EOFError, OSError):  # the child died: its end of the pipe closed
+            _reap(child, 5)
+            if child.alive():
+                return self.kill(Outcome.CRASH, "result channel closed, process alive")
+            return self._finish(Outcome.CRASH, death_text(child.popen.returncode, self.log_path))
+        except ValueError as err:
+            return self.kill(Outcome.ERROR, f"the job answered something that is not JSON: {err}")
+        kind = message.get("kind")
         if kind == "started":
             self._job_start = time.monotonic()
             return self.poll()
-        assert self._process is not None
-        self._process.join(timeout=5)
-        if self._process.is_alive():  # answered, but a thread it started keeps it alive
-            kill_tree(self._process.pid)
-            self._process.join(timeout=10)
+        _reap(child, 5)
+        if child.alive():  # answered, but a thread it started keeps it alive
+            kill_tree(child.pid)
+            _reap(child, 10)
         if kind == "ok":
-            return self._finish(Outcome.OK, "", value=body)
-        return self._finish(Outcome.OOM if kind == "oom" else Outcome.ERROR, body)
+            try:
+                value = wire.decode(message.get("value"))
+            except (wire.WireError, KeyError, TypeError, ValueError) as err:
+                return self._finish(Outcome.ERROR, f"the job's answer could not be read: {err}")
+            return self._finish(Outcome.OK, "", value=value)
+        text = str(message.get("text", ""))
+        return self._finish(Outcome.OOM if kind == "oom" else Outcome.ERROR, text)
 
     def _finish(self, outcome: Outcome, error: str, value: Any = None) -> JobResult:
-        assert self._process is not None
-        self._conn.close()
+        child = self._child
+        assert child is not None
+        child.close()
         self.result = JobResult(
             job_id=self.job_id,
             outcome=outcome,
@@ -189,12 +220,17 @@ class SandboxedJob:
             error=error,
             wall_s=time.monotonic() - (self._job_start or self._start),
             peak_rss_mb=self._peak_mb,
-            pid=self._process.pid,
-            exitcode=self._process.exitcode,
+            pid=child.pid,
+            exitcode=child.popen.returncode,
         )
         if outcome is Outcome.OK or not self._keep_log:  # a failure's tail is in `error`
             self.log_path.unlink(missing_ok=True)
         return self.result
+
+
+def _reap(child: Child, timeout: float) -> None:
+    with contextlib.suppress(Exception):  # still alive: the caller decides
+        child.popen.wait(timeout=timeout)
 
 
 def run_sandboxed(
@@ -209,94 +245,6 @@ def run_sandboxed(
     return SandboxedJob(job_id, fn, args, kwargs, limits, log_dir).start().wait()
 
 
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process, its process group if it leads one, and all its descendants."""
-    try:
-        descendants = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
-    try:
-        if os.getpgid(pid) == pid:  # only a group the child leads: never our own group
-            os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    for proc in descendants:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-
-
-def _tree_rss_mb(pid: int) -> float:
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += proc.memory_info().rss
-    return total / 2**20
-
-
-def _death_text(exitcode: int | None, log_path: Path) -> str:
-    if exitcode is not None and exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        head = f"process died from {name} without a result"
-    else:
-        head = f"process exited with code {exitcode} without a result"
-    tail = _tail(log_path)
-    return f"{head}\n{tail}" if tail else head
-
-
-def _tail(path: Path, limit: int = 4000) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return ""
-    return data[-limit:].decode("utf-8", "replace").strip()
-
-
-def _child_main(conn: Any, payload: bytes, limits: Limits, log_path: str, parent: int) -> None:
-    """Entry point of the spawned process."""
-    os.setsid()
-    _die_with_parent(parent)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    import faulthandler
-
-    faulthandler.enable()
-    if limits.memory_mb is not None and limits.memory_mode == "rlimit":
-        import resource
-
-        cap = int(limits.memory_mb) * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    try:
-        fn, args, kwargs = pickle.loads(payload)
-        conn.send(("started", None))
-        value = fn(*args, **kwargs)
-        message: tuple[str, Any] = ("ok", value)
-    except MemoryError:
-        message = ("oom", "MemoryError:\n" + traceback.format_exc()[-4000:])
-    except BaseException as err:
-        text = traceback.format_exc()[-4000:]
-        kind = "oom" if _looks_like_oom(err) else "error"
-        message = (kind, text)
-    try:
-        conn.send(message)
-    except Exception:  # an unpicklable value: report that instead
-        conn.send(("error", "the job's return value could not be sent back:\n"
-                   + traceback.format_exc()[-4000:]))
-    conn.close()
-    sys.stdout.flush()
-    sys.stderr.flush()
-
-
 def _looks_like_oom(err: BaseException) -> bool:
     if type(err).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError
         return True
@@ -304,21 +252,40 @@ def _looks_like_oom(err: BaseException) -> bool:
     return any(t in text for t in _OOM_TEXT)
 
 
-def _die_with_parent(parent: int) -> None:
-    """Make sure the job does not outlive the process that started it."""
-    if sys.platform.startswith("linux"):
+def _child_main(argv: list[str]) -> None:
+    """Entry point of the worker process (``python -m linarch.search.sandbox IN OUT PARENT``)."""
+    inbox, outbox, parent = child_connections(argv)
+    die_with_parent(parent)
+    import faulthandler
+
+    faulthandler.enable()
+
+    def send(message: dict[str, Any]) -> None:
+        outbox.send_bytes(json.dumps(message, allow_nan=False).encode("utf-8"))
+
+    header = json.loads(inbox.recv_bytes().decode("utf-8"))
+    if header.get("memory_mb") is not None:
+        limit_address_space(header["memory_mb"])
+    try:
+        fn, args, kwargs = pickle.loads(inbox.recv_bytes())
+        send({"kind": "started"})
+        value = fn(*args, **kwargs)
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass
+            message: dict[str, Any] = {"kind": "ok", "value": wire.encode(value)}
+            json.dumps(message, allow_nan=False)
+        except (wire.WireError, TypeError, ValueError) as err:
+            message = {"kind": "error", "text": "the job's return value could not be sent "
+                       f"back as JSON: {err}"}
+    except MemoryError:
+        message = {"kind": "oom", "text": "MemoryError:\n" + traceback.format_exc()[-4000:]}
+    except BaseException as err:
+        text = traceback.format_exc()[-4000:]
+        message = {"kind": "oom" if _looks_like_oom(err) else "error", "text": text}
+    send(message)
+    outbox.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
 
-    def watch() -> None:
-        while True:
-            if os.getppid() != parent:
-                os._exit(70)
-            time.sleep(0.5)
 
-    if os.getppid() != parent:
-        os._exit(70)
-    threading.Thread(target=watch, daemon=True, name="linarch-parent-watch").start()
+if __name__ == "__main__":
+    _child_main(sys.argv)

@@ -1,11 +1,12 @@
 """Wiring: from a config and a run directory to a running SearchLoop.
 
 This is the only module that knows which concrete parts a config names: the compiler's
-`check` and `analyze`, the evaluation function, the proposer ("llm" or an import path to a
-factory), the LLM client, the memory and the executor. Everything else receives them.
+`check` and `analyze` (behind the front-end guard), the vetting and evaluation functions, the
+proposer ("llm" or an import path to a factory), the LLM client, the memory and the executor.
+Everything else receives them.
 
 A factory named in `components.proposer` is called with one ProposerContext and returns an
-object with `propose(parents, inspirations, memory) -> Proposal`.
+object with `propose(request: ProposalRequest) -> Proposal`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from linarch.search.config import (
 )
 from linarch.search.engineer import CheckFn, Engineer
 from linarch.search.executor import Executor, make_executor
+from linarch.search.frontend import FrontEnd
+from linarch.search.guard import Guard, GuardLimits
 from linarch.search.llm import LLMClient
 from linarch.search.loop import Components, RunSummary, SearchLoop, SeedProgram
 from linarch.search.memory import LessonStore, Memory
@@ -36,8 +39,10 @@ from linarch.search.proposer import LLMProposer, Proposer
 from linarch.search.researcher import DEFAULT_OBJECTIVE, Researcher
 from linarch.search.rundir import RunDir
 from linarch.search.schema import connect
+from linarch.search.templates import PROMPTS_DIR
 
-_REFERENCE_EXAMPLES = ("deltanet", "gated_deltanet", "fusion_gated_fir")
+DEFAULT_REFERENCE = PROMPTS_DIR / "reference" / "language.md"
+RUN_REFERENCE = "language_reference.md"  # the run's own copy, next to config.toml
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class ProposerContext:
     client: LLMClient | None
     memory: Memory | None
     language_reference: str
+    frontend: FrontEnd | None = None  # check, analyze and mutation moves behind the guard
 
 
 def resolve(spec: str) -> Any:
@@ -85,6 +91,9 @@ def create_run(config_path: Path | str, run_path: Path | str,
         loads_config(text)  # the rewritten file must still be a valid configuration
     run = RunDir.create(run_path, text)
     config = run.config()
+    reference = _reference_path(config.llm.language_reference, config_path.parent)
+    (run.path / RUN_REFERENCE).write_text(reference.read_text(encoding="utf-8"),
+                                          encoding="utf-8")
     seeds = run.path / "seeds"
     seeds.mkdir(exist_ok=True)
     for i, spec in enumerate(config.run.seed_programs):
@@ -105,17 +114,39 @@ def seed_programs(run: RunDir) -> list[SeedProgram]:
     ]
 
 
+def _reference_path(configured: str, base: Path) -> Path:
+    """The language reference a config names, relative to the config file's folder; the
+    condensed reference shipped with linarch when it names none."""
+    if not configured:
+        return DEFAULT_REFERENCE
+    path = Path(configured).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise ConfigError(f"llm.language_reference {configured!r} not found at {path} (a "
+                          "relative path is read from the config file's folder)")
+    return path
+
+
 def language_reference(config: SearchConfig, run: RunDir) -> str:
-    """The DSL reference the prompts carry: a configured file, else example programs."""
-    if config.llm.language_reference:
-        path = Path(config.llm.language_reference)
-        return (path if path.is_absolute() else run.path / path).read_text(encoding="utf-8")
-    parts = ["The language by example (each program below compiles):"]
-    for name in _REFERENCE_EXAMPLES:
-        path = example_path(name)
-        if path.exists():
-            parts.append(f"```lin\n{path.read_text(encoding='utf-8').rstrip()}\n```")
-    return "\n\n".join(parts)
+    """The DSL reference the prompts carry: the copy made when the run was created (so a
+    resumed run reads what it started with), else the configured file read relative to the
+    run directory's config.toml, else the shipped condensed reference."""
+    copy = run.path / RUN_REFERENCE
+    if copy.is_file():
+        return copy.read_text(encoding="utf-8")
+    return _reference_path(config.llm.language_reference, run.path).read_text(encoding="utf-8")
+
+
+def build_frontend(config: SearchConfig, run: RunDir, check: CheckFn, analyze: Any) -> FrontEnd:
+    """check/analyze/mutation behind a guard worker with the configured limits."""
+    limits = GuardLimits(time_s=config.guard.time_limit_s,
+                         memory_mb=config.guard.memory_limit_mb,
+                         hidden_env=_hidden_env(config))
+    return FrontEnd(check, analyze, Guard(limits, run.logs), config.islands.wl_iterations)
+
+
+def _hidden_env(config: SearchConfig) -> tuple[str, ...]:
+    return (config.llm.api_key_env,) if config.llm.api_key_env else ()
 
 
 def build_components(config: SearchConfig, run: RunDir) -> Components:
@@ -126,6 +157,8 @@ def build_components(config: SearchConfig, run: RunDir) -> Components:
     if not config.components.evaluate:
         raise ConfigError("components.evaluate must name the evaluation function")
     evaluate = resolve(config.components.evaluate)
+    vet = resolve(config.components.vet) if config.components.vet else None
+    frontend = build_frontend(config, run, check, analyze)
     wants_llm = config.components.proposer == "llm" or config.memory.analyze
     client = LLMClient(config.llm, run.transcript) if wants_llm else None
     reference = language_reference(config, run)
@@ -135,14 +168,15 @@ def build_components(config: SearchConfig, run: RunDir) -> Components:
         objective = DEFAULT_OBJECTIVE.format(preset=config.run.preset)
         proposer = LLMProposer(
             Researcher(client, reference, objective),
-            Engineer(client, check, reference, config.engineer.max_repairs),
+            Engineer(client, frontend.check, reference, config.engineer.max_repairs),
         )
     else:
         factory = resolve(config.components.proposer)
-        proposer = factory(ProposerContext(config, run, check, client, memory, reference))
+        proposer = factory(ProposerContext(config, run, frontend.check, client, memory,
+                                           reference, frontend))
     analyst = None
     if config.memory.analyze and client is not None:
-        analyst = Analyzer(client, memory, len(config.cascade))
+        analyst = Analyzer(client, len(config.cascade))
     return Components(
         proposer=proposer,
         check=check,
@@ -152,6 +186,8 @@ def build_components(config: SearchConfig, run: RunDir) -> Components:
         memory=memory,
         ledger=None if client is None else client.ledger,
         store=store,
+        frontend=frontend,
+        vet=vet,
     )
 
 
@@ -165,7 +201,8 @@ def run_search(
     config = run.config()
     with run.lock():
         components = build_components(config, run)
-        ex: Executor = make_executor(executor or config.executor, log_dir=run.logs)
+        ex: Executor = make_executor(executor or config.executor, log_dir=run.logs,
+                                     hidden_env=_hidden_env(config))
         display = make_progress(progress) if isinstance(progress, str) else progress
         try:
             loop = SearchLoop(config, run, components, ex, seed_programs=seed_programs(run),
@@ -173,6 +210,8 @@ def run_search(
             return loop.run()
         finally:
             ex.shutdown()
+            if components.frontend is not None:
+                components.frontend.close()
             if components.store is not None:
                 components.store.close()
             close = getattr(display, "close", None)

@@ -111,7 +111,23 @@ def _environment(directory: str) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["fmt"] = _fmt
+    env.filters["seq"] = _seq
+    env.filters["curve"] = _curve
     return env
+
+
+def _seq(values: Sequence[Any], digits: int = 3) -> str:
+    """Per-seed numbers: `0.812, 0.790, 0.845`."""
+    return ", ".join(_fmt(v, digits) for v in values) or "n/a"
+
+
+def _curve(points: Sequence[Sequence[float]], most: int = 8) -> str:
+    """A training curve in at most `most` points, always with the last: `100: 0.10, ...`."""
+    pts = list(points)
+    if len(pts) > most:
+        step = (len(pts) - 1) / (most - 1)
+        pts = [pts[round(i * step)] for i in range(most)]
+    return ", ".join(f"{int(s)}: {_fmt(float(v), 3)}" for s, v in pts) or "n/a"
 
 
 def _fmt(value: Any, digits: int = 4) -> str:

@@ -53,6 +53,7 @@ def test_mqar_comparison_writes_everything_and_reproduces(tmp_path, lin_files, c
     assert {lr["role"] for lr in metrics["learning_rates"]} == {"candidate", "baseline"}
     env = json.loads((run / "environment.json").read_text())
     assert "torch" in env["packages"] and env["device"] == "cpu"
+    assert env["backend"] == "torch"  # no CUDA here: the torch form ran, not the fused kernels
 
     with sqlite3.connect(tmp_path / "store.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs WHERE experiment_id = 1").fetchone()[0] == 8

@@ -33,9 +33,16 @@ def test_specs_are_frozen_hashable_and_accept_enum_values():
     (dict(name="class", transition=Transition.DELTA), "identifier"),
     (dict(name="x", transition=Transition.IDENTITY, gate=GateFn.MAMBA), "per-token gate"),
     (dict(name="x", transition=Transition.DELTA, gate=GateFn.LOGSIGMOID_SCALED), "per-token"),
-    (dict(name="x", transition=Transition.SCALAR_DECAY, rate=RateFn.SIGMOID), "delta"),
+    (dict(name="x", transition=Transition.SCALAR_DECAY, rate=RateFn.SIGMOID), "rate beta"),
+    (dict(name="x", transition=Transition.DPLR, rate=RateFn.SIGMOID), "rate beta"),
     (dict(name="x", transition=Transition.DIAGONAL_DECAY, gate=GateFn.MAMBA), "mamba"),
+    (dict(name="x", transition=Transition.CHANNEL_GATED_DELTA, gate=GateFn.MAMBA), "per-channel"),
+    (dict(name="x", transition=Transition.DPLR, gate=GateFn.LOGSIGMOID_SCALED), "as is"),
+    (dict(name="x", transition=Transition.IPLR, l2norm_qk=True), "normalise"),
     (dict(name="x", transition=Transition.SCALAR_DECAY, gate_normalizer=0.0), "normalizer"),
+    (dict(name="x", transition=Transition.GATED_DELTA, micro_steps=0), "micro_steps"),
+    (dict(name="x", transition=Transition.GATED_DELTA, micro_steps=9), "between 1 and 8"),
+    (dict(name="x", transition=Transition.CHANNEL_GATED_DELTA, micro_steps=2), "delta or gated"),
 ])
 def test_impossible_specs_are_refused(kwargs, message):
     with pytest.raises(SpecError, match=message):
@@ -63,7 +70,20 @@ def test_hash_is_stable_across_processes_and_sensitive_to_every_field():
     assert other == spec_hash(spec, KernelOptions())
     changed = [dataclasses.replace(spec, name="gdn2"), dataclasses.replace(spec, l2norm_qk=False),
                dataclasses.replace(spec, gate_normalizer=8.0),
-               dataclasses.replace(spec, transition=Transition.DELTA)]
+               dataclasses.replace(spec, transition=Transition.DELTA),
+               dataclasses.replace(spec, micro_steps=2)]
     hashes = {spec_hash(s, KernelOptions()) for s in [spec, *changed]}
     assert len(hashes) == len(changed) + 1
 
+
+
+def test_transition_families_are_consistent():
+    """Every class with a rank-one term takes the UT/WY path; rates and per-channel gates are
+    named where the kernels read them."""
+    wy = {t for t in Transition if t.uses_wy}
+    assert wy == {Transition.DELTA, Transition.GATED_DELTA, Transition.CHANNEL_GATED_DELTA,
+                  Transition.IPLR, Transition.DPLR}
+    assert {t for t in Transition if t.has_rate} == wy - {Transition.DPLR}
+    assert {t for t in Transition if t.per_channel_gate} == {
+        Transition.DIAGONAL_DECAY, Transition.CHANNEL_GATED_DELTA, Transition.DPLR}
+    assert {t for t in Transition if t.is_delta} == {Transition.DELTA, Transition.GATED_DELTA}

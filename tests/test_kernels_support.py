@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from linarch.kernels.loader import write_kernels
+from linarch.kernels.render import input_names
 from linarch.kernels.spec import GateFn, KernelOptions, KernelSpec, RateFn, Transition
 
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2}  # max |x - ref| / max |ref|
@@ -131,9 +132,13 @@ def rate_values(spec: KernelSpec, raw: torch.Tensor) -> torch.Tensor:
 
 def reference(spec: KernelSpec, q, k, v, extra: dict, h0, scale: float | None):
     """(o, final state) of the spec's recurrence via fla's naive reference for its class."""
+    from fla.ops.comba.naive import naive_chunk_comba
     from fla.ops.delta_rule.naive import delta_rule_recurrence
+    from fla.ops.gated_delta_product.naive import naive_recurrent_gated_delta_product
     from fla.ops.gated_delta_rule.naive import naive_recurrent_gated_delta_rule
+    from fla.ops.generalized_delta_rule.dplr.naive import dplr_recurrence
     from fla.ops.gla.naive import naive_recurrent_gla
+    from fla.ops.kda.naive import naive_recurrent_kda
     from fla.ops.linear_attn.naive import naive_recurrent_linear_attn
     from fla.ops.simple_gla.naive import naive_recurrent_simple_gla
 
@@ -144,6 +149,13 @@ def reference(spec: KernelSpec, q, k, v, extra: dict, h0, scale: float | None):
     if t is Transition.IDENTITY:
         return naive_recurrent_linear_attn(q, k, v, scale=scale, initial_state=h0,
                                            output_final_state=True)
+    if spec.micro_steps > 1:
+        # fla's Gated DeltaProduct reference: k, v, beta in '(t n)' order, the gate per token
+        g = None if t is Transition.DELTA else gate_values(
+            spec, extra["g"], extra.get("A_log"), extra.get("dt_bias"))
+        return naive_recurrent_gated_delta_product(
+            q, k, v, g, rate_values(spec, extra["beta"]), K ** -0.5 if scale is None else scale,
+            initial_state=h0, output_final_state=True, num_householder=spec.micro_steps)
     if t is Transition.DELTA:
         # fla's delta_rule reference is head-first and hard-codes scale = K ** -0.5
         assert scale is None or scale == K ** -0.5
@@ -160,13 +172,34 @@ def reference(spec: KernelSpec, q, k, v, extra: dict, h0, scale: float | None):
         g = extra["g_gamma"].view(1, 1, H).expand(B, T, H)
         return naive_recurrent_simple_gla(q, k, v, g, scale=scale, initial_state=h0,
                                           output_final_state=True)
+    if t is Transition.CHANNEL_GATED_DELTA:
+        return naive_recurrent_kda(q, k, v, gate_values(spec, extra["g"]),
+                                   rate_values(spec, extra["beta"]), scale=scale,
+                                   initial_state=h0, output_final_state=True)
+    if t is Transition.DPLR:
+        # head-first, scale K ** -0.5 hard-coded; alpha is the read vector, beta the write one
+        assert scale is None or scale == K ** -0.5
+        o, state = dplr_recurrence(*(x.transpose(1, 2) for x in (
+            q, k, v, extra["a"], extra["b"], extra["g"])), initial_state=h0,
+            output_final_state=True)
+        return o.transpose(1, 2), state
     g = gate_values(spec, extra["g"], extra.get("A_log"), extra.get("dt_bias"))
     if t is Transition.SCALAR_DECAY:
         return naive_recurrent_simple_gla(q, k, v, g, scale=scale, initial_state=h0,
                                           output_final_state=True)
     beta = rate_values(spec, extra["beta"])
+    if t is Transition.IPLR:
+        # fla's naive_recurrent_comba decays the state before the read; its chunk kernels and
+        # naive_chunk_comba read it before (tests/linarch_testing/oracles/comba.py)
+        return naive_chunk_comba(q, k, v, extra["p"], g, beta, chunk_size=16, scale=scale,
+                                 initial_state=h0, output_final_state=True)
     return naive_recurrent_gated_delta_rule(q, k, v, beta, g, scale=scale, initial_state=h0,
                                             output_final_state=True)
+
+
+def token_rows(spec: KernelSpec, name: str) -> int:
+    """Rows per token of an input: micro_steps for k, v and beta of a product, else 1."""
+    return spec.micro_steps if name in ("k", "v", "beta") else 1
 
 
 # ---- one forward + backward comparison ------------------------------------------------------
@@ -211,18 +244,26 @@ def make_inputs(case: Case) -> dict[str, torch.Tensor]:
     def log_decay(*shape):  # in [-0.5, 0)
         return (-torch.rand(*shape, generator=gen) * 0.5).to(case.dtype)
 
-    inputs = {"q": randn(B, T, H, K), "k": randn(B, T, H, K), "v": randn(B, T, H, V)}
+    n = spec.micro_steps
+    inputs = {"q": randn(B, T, H, K), "k": randn(B, n * T, H, K), "v": randn(B, n * T, H, V)}
     kind = spec.transition
-    if kind in (Transition.SCALAR_DECAY, Transition.GATED_DELTA):
+    if kind is Transition.IPLR:  # Comba's read key: l2-normalised, like its layer's
+        inputs["p"] = F.normalize(randn(B, T, H, K).float(), dim=-1).to(case.dtype)
+    if kind is Transition.DPLR:  # RWKV-7's a = -kk and b = kk * a_gate, kk unit, a_gate in (0, 1)
+        kk = F.normalize(torch.randn(B, T, H, K, generator=gen), dim=-1)
+        inputs["a"] = (-kk).to(case.dtype)
+        inputs["b"] = (kk * torch.rand(B, T, H, K, generator=gen)).to(case.dtype)
+        inputs["k"] = randn(B, T, H, K, scale=0.5)
+    if kind in (Transition.SCALAR_DECAY, Transition.GATED_DELTA, Transition.IPLR):
         inputs["g"] = log_decay(B, T, H) if spec.gate is GateFn.LOG else randn(B, T, H)
-    elif kind is Transition.DIAGONAL_DECAY:
+    elif kind.per_channel_gate:
         inputs["g"] = (log_decay(B, T, H, K) if spec.gate is GateFn.LOG
                        else randn(B, T, H, K, scale=2.0))
     elif kind is Transition.CONSTANT_DECAY:  # RetNet's decays, log(1 - 2^(-5-h))
         inputs["g_gamma"] = torch.log1p(-torch.pow(2.0, -5.0 - torch.arange(H).double())).float()
-    if kind.is_delta:
-        inputs["beta"] = (torch.rand(B, T, H, generator=gen).to(case.dtype)
-                          if spec.rate is RateFn.RAW else randn(B, T, H))
+    if kind.has_rate:
+        inputs["beta"] = (torch.rand(B, n * T, H, generator=gen).to(case.dtype)
+                          if spec.rate is RateFn.RAW else randn(B, n * T, H))
         if not spec.l2norm_qk:  # the delta rule needs |k| ~ 1 to stay bounded
             inputs["k"] = F.normalize(inputs["k"].float(), dim=-1).to(case.dtype)
     if spec.gate is GateFn.MAMBA:
@@ -230,7 +271,8 @@ def make_inputs(case: Case) -> dict[str, torch.Tensor]:
         inputs["dt_bias"] = randn(H, scale=0.5, dtype=torch.float32)
     if case.initial_state:
         inputs["h0"] = randn(case.N, H, K, V, scale=0.5, dtype=torch.float32)
-    return inputs
+    order = ["q", "k", "v", *input_names(spec), "h0"]
+    return {name: inputs[name] for name in order if name in inputs}
 
 
 def cu_seqlens_of(case: Case) -> torch.Tensor | None:
@@ -284,10 +326,14 @@ def _reference_varlen(spec, inputs, extra, cu):
     outs, states = [], []
     bounds = cu.tolist()
     h0 = inputs.get("h0")
+
+    def piece(name, t, start, end):
+        n = token_rows(spec, name)
+        return t[:, n * start:n * end] if t.dim() >= 3 else t
+
     for i, (start, end) in enumerate(zip(bounds, bounds[1:])):
-        piece = {n: t[:, start:end] if t.dim() >= 3 else t for n, t in extra.items()}
-        o, s = reference(spec, inputs["q"][:, start:end], inputs["k"][:, start:end],
-                         inputs["v"][:, start:end], piece,
+        o, s = reference(spec, *(piece(n, inputs[n], start, end) for n in ("q", "k", "v")),
+                         {n: piece(n, t, start, end) for n, t in extra.items()},
                          None if h0 is None else h0[i:i + 1], None)
         outs.append(o)
         states.append(s)

@@ -1,6 +1,7 @@
 """Packed variable-length batches (cu_seqlens, B = 1): every sequence must get exactly what it
 gets alone (the reference run per sequence), forward and backward, with per-sequence initial and
-final states, including a one-token sequence and one that ends mid-chunk.
+final states, including a one-token sequence and one that ends mid-chunk; every family, and a
+product of micro-steps whose tokens straddle chunk boundaries.
 """
 
 import pytest
@@ -17,8 +18,17 @@ SPECS = [
     KernelSpec("retnet", Transition.CONSTANT_DECAY),
     KernelSpec("gla", Transition.DIAGONAL_DECAY, gate=GateFn.LOGSIGMOID_SCALED),
 ]
+NEW = [
+    KernelSpec("kda", Transition.CHANNEL_GATED_DELTA),
+    KernelSpec("comba", Transition.IPLR),
+    KernelSpec("rwkv7", Transition.DPLR),
+]
 CASES = [Case(spec, B=1, T=100, varlen=(37, 1, 62), chunk_size=32) for spec in SPECS]
+CASES += [Case(spec, B=1, T=60, varlen=(21, 1, 38), chunk_size=16) for spec in NEW]
 CASES.append(Case(GDN, B=1, T=90, varlen=(64, 26), chunk_size=64, initial_state=False))
+# micro rows: the boundaries count tokens, the kernels' chunks micro rows (3 per token)
+CASES.append(Case(KernelSpec("deltaproduct", Transition.GATED_DELTA, micro_steps=3), B=1, T=30,
+                  varlen=(11, 1, 18), chunk_size=16))
 
 
 @pytest.fixture(scope="module")

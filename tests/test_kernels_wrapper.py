@@ -1,12 +1,23 @@
 """The generated entry point refuses bad inputs with ValueErrors that name the actual shapes
-(checked before any kernel launches, so this runs on CPU without the interpreter), and the
-kernel worker really keeps linarch and fla out of generated modules."""
+(checked before any kernel launches, so this runs on CPU without the interpreter), the kernel
+worker really keeps linarch and fla out of generated modules, and a file generated to autotune
+runs under the interpreter."""
+
+from pathlib import Path
 
 import pytest
 import torch
-from test_kernels_support import run_jobs
+from test_kernels_support import (
+    TOLERANCE,
+    Case,
+    kernel_job,
+    loss_weights,
+    reference_outputs,
+    rel_err,
+    run_jobs,
+)
 
-from linarch.kernels.loader import load_kernels
+from linarch.kernels.loader import load_kernels, write_kernels
 from linarch.kernels.spec import GateFn, KernelOptions, KernelSpec, RateFn, Transition
 
 GDN = KernelSpec("gated_deltanet", Transition.GATED_DELTA, l2norm_qk=True, gate=GateFn.MAMBA,
@@ -57,3 +68,17 @@ def test_worker_blocks_linarch_and_fla(tmp_path):
                "cu_seqlens": None, "weights": None}
         (result,) = run_jobs([job], workers=1)
         assert "blocked" in result["error"], result
+
+
+def test_an_autotuned_file_runs_its_fixed_config_under_the_interpreter():
+    """One file, every place it runs: a module generated to autotune on a GPU imports and runs
+    under TRITON_INTERPRET=1 (no GPU to time configs on) with its first configs."""
+    case = Case(KernelSpec("deltanet_tuned", Transition.DELTA), B=1, T=20, dtype=torch.float16)
+    job = kernel_job(case)
+    job["module_path"] = str(write_kernels(case.spec, KernelOptions(dtype="fp16")))
+    assert "AUTOTUNE = True" in Path(job["module_path"]).read_text()
+    (result,) = run_jobs([job], workers=1)
+    assert "error" not in result, result.get("error")
+    ref = reference_outputs(case)
+    assert rel_err(result["o"], ref["o"]) <= TOLERANCE[case.dtype]
+    assert loss_weights(case)[0].shape == result["o"].shape

@@ -108,9 +108,25 @@ def test_causal_forms_are_accepted() -> None:
 
 
 def test_the_length_in_a_shape_is_not_a_leak() -> None:
-    """T as a size (a growing state in a declared quadratic mixer) is legal; as a number it is
-    not (see LEAKS)."""
+    """T as the size of a state (a growing state in a declared quadratic mixer) is legal; as a
+    number it is not (see LEAKS), nor as the size of anything else."""
     text = mixer(("    H = num_heads", "    complexity quadratic\n    H = num_heads"),
-                 ("    o = S @ q", "    state Z : [H, d, T]\n    Z = Z + outer(v, arange(T))\n"
+                 ("    o = S @ q", "    state Z : [H, d, T]\n    Z = 0.5 * Z + sum(v)\n"
                                  "    o = S @ q"))
     assert codes(text) == []
+
+
+@pytest.mark.parametrize(("change", "what"), [
+    (("    o = S @ q", "    o = S @ q * sum(arange(T))"), "gives a T-long vector"),
+    (("q = l2norm(q_proj(x) as [H, d])", "q = rotary(l2norm(q_proj(x) as [H, d]), base = T)"),
+     "sets the rotary base"),
+    (("        o_proj : linear(H * d -> hidden_size)",
+      "        o_proj : linear(H * d -> hidden_size)\n        pos : weight(T)"),
+     "sizes a parameter"),
+    (("    o = S @ q", "    o = S @ q * sum(slice(arange(T), 0, 2))"), "gives a T-long vector"),
+])
+def test_anything_the_length_sizes_or_configures_is_a_leak(change, what) -> None:
+    """arange(T), rotary(base = T), weight(T) and slices of T-sized values read the length of
+    the sequence (decoding a token at a time would see another T): LA201 where T is used."""
+    found = [d for d in diagnostics(mixer(change)) if d.code == "LA201"]
+    assert found and what in found[0].message

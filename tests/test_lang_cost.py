@@ -77,7 +77,7 @@ def test_an_fft_is_loglinear() -> None:
 
 
 def test_a_state_that_grows_with_the_sequence_is_rejected() -> None:
-    text = mixer(("    o = S @ q", "    state Z : [H, d, T]\n    Z = Z + outer(v, arange(T))\n"
+    text = mixer(("    o = S @ q", "    state Z : [H, d, T]\n    Z = 0.5 * Z + sum(v)\n"
                                  "    o = S @ q"))
     d = only(text, "LA402")
     assert spanned(text, d) == "state Z : [H, d, T]"

@@ -21,8 +21,8 @@ EXPECTED = {
     "deltaproduct": ("2 householders (scalar gate)", TClass.HOUSEHOLDER, Gate.SCALAR,
                      "UT transform over the interleaved sequence"),
     "comba": ("IPLR (scalar gate)", TClass.IPLR, Gate.SCALAR, "generalised UT transform"),
-    # DPLR's diagonal lives in its diag(w) + outer(a, b) factor, not in a separate gate
-    "rwkv7": ("DPLR", TClass.DPLR, Gate.NONE, "DPLR chunk form"),
+    # DPLR's diagonal lives in its diag(w) + outer(a, b) factor: a per-key-channel decay
+    "rwkv7": ("DPLR", TClass.DPLR, Gate.DIAGONAL, "DPLR chunk form"),
     "gla": ("diagonal decay", TClass.DIAGONAL_DECAY, Gate.DIAGONAL, "sub-chunked diagonal decay"),
     "hgrn2": ("diagonal decay", TClass.DIAGONAL_DECAY, Gate.DIAGONAL,
               "sub-chunked diagonal decay"),

@@ -161,8 +161,8 @@ def test_hash_ignores_the_order_of_independent_statements() -> None:
 
 @pytest.mark.parametrize("change", [
     ("beta = sigmoid(b_proj(x))", "beta = tanh(b_proj(x))"),
-    ("q_conv1d, k_conv1d : causal_conv(H * dk, width = conv_size)",
-     "q_conv1d, k_conv1d : causal_conv(H * dk, width = 3)"),
+    ("q_conv1d, k_conv1d : causal_conv(H * dk, width = conv_size, bias = conv_bias)",
+     "q_conv1d, k_conv1d : causal_conv(H * dk, width = 3, bias = conv_bias)"),
     ("conv_size = 4", "conv_size = 3"),
     ("S = S @ (I - beta * outer(k, k)) + beta * outer(v, k)",
      "S = S @ (I - beta * outer(k, k)) + outer(v, k)"),

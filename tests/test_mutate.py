@@ -51,6 +51,16 @@ EFFECTS = {
     "swap_output_norm": lambda a, b: _same_kind(a, b) and a.params != b.params,
     "swap_output_gate": lambda a, b: _same_kind(a, b) and a.params == b.params,
     "add_output_gate": lambda a, b: _same_kind(a, b) and b.params > a.params,
+    "add_short_conv": lambda a, b: _same_kind(a, b) and b.params > a.params,
+    "remove_short_conv": lambda a, b: _same_kind(a, b) and b.params < a.params,
+    "tune_constant": lambda a, b: _same_kind(a, b) and a.params == b.params,
+    "tune_hparam": _same_kind,
+    "add_householder_step": lambda a, b: "2 householders" in _classes(b)
+    and "householder" not in _classes(a) and b.params > a.params,
+    "remove_householder_step": lambda a, b: "householders" in _classes(a)
+    and "householders" not in _classes(b),
+    "add_second_state": lambda a, b: len(b.transition_classes) == len(a.transition_classes) + 1
+    and b.params > a.params,
 }
 
 
@@ -214,3 +224,59 @@ def test_public_api():
     assert c.operators == ("crossover",)
     with pytest.raises(linarch.api.MutationError):
         linarch.api.crossover(EXAMPLES["deltanet"], EXAMPLES["deltanet"], 0)
+
+
+def test_recombination_adds_the_donor_state_as_a_second_memory():
+    """Gated DeltaNet's gated delta state beside GLA's diagonal-decay state: both transition
+    classes in one program, the donor's weights its own, the readouts added."""
+    a, b = EXAMPLES["gla"], EXAMPLES["gated_deltanet"]
+    seen = set()
+    for seed in range(4):
+        m = engine.recombine(a, b, seed)
+        child = _assert_valid(m.source)
+        assert m.operators == ("recombine",) and linarch.format_source(m.source) == m.source
+        assert len(child.transition_classes) == 2
+        assert set(_parent("gla").transition_classes) <= set(child.transition_classes)
+        assert child.params > _parent("gla").params
+        seen.add(child.structural_hash)
+    assert "delta (scalar gate)" in child.transition_classes
+    with pytest.raises(engine.MutationError):
+        engine.recombine(a, "mixer NoState(hidden_size = 8):\n    return x\n", 0)
+
+
+def test_chains_of_mutation_crossover_and_recombination_stay_valid():
+    """Every move the offline proposer makes, chained the way a search chains them: each
+    result passes linarch.check and is a new program."""
+    rng = random.Random(1)
+    names = sorted(EXAMPLES)
+    kinds = []
+    for c in range(24):
+        text = EXAMPLES[names[c % len(names)]]
+        for _ in range(3):
+            donor = EXAMPLES[rng.choice(names)]
+            kind = rng.choice(("mutate", "crossover", "recombine"))
+            try:
+                if kind == "mutate":
+                    m = engine.mutate(text, rng.getrandbits(32))
+                elif kind == "crossover":
+                    m = engine.crossover(text, donor, rng.getrandbits(32))
+                else:
+                    m = engine.recombine(text, donor, rng.getrandbits(32))
+            except engine.MutationError:
+                continue
+            errors = [d.render() for d in linarch.check(m.source) if d.is_error]
+            assert not errors, (kind, m.description, errors)
+            assert m.source != text
+            kinds.append(kind)
+            text = m.source
+    assert set(kinds) == {"mutate", "crossover", "recombine"}
+
+
+def test_a_move_never_loses_a_proven_range():
+    """A rate bound of 2 tuned to 3 would leave [0, 2]: the engine refuses it (LA502)."""
+    text = EXAMPLES["deltaproduct"]
+    warned = [d.code for d in linarch.check(text) if d.code.startswith("LA5")]
+    for seed in range(12):
+        m = engine.mutate(text, seed, operators=["tune_constant", "tune_hparam"])
+        codes = {d.code for d in linarch.check(m.source) if d.code.startswith("LA5")}
+        assert codes <= set(warned), (m.description, codes)

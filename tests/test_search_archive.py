@@ -93,6 +93,28 @@ def test_exact_and_near_duplicates_are_rejected_without_an_llm():
         1 - verdict.similarity)
 
 
+def test_hyper_parameters_count_in_the_structure_but_the_model_width_does_not():
+    """The issue's calibration: a conv width, expand_v (a state twice as large) and the head
+    count were similarity 1.000 to DeltaNet, so every such change was rejected; a rewrite of
+    DeltaNet with a gate (0.40) passed. Now hyper-parameters other than the width count, and
+    one WL iteration averaged over depths keeps a one-line change close."""
+    import linarch
+
+    delta = (EXAMPLES / "deltanet.lin").read_text()
+    base = wl_features(linarch.analyze(delta).graph)
+
+    def sim(text):
+        return similarity(base, wl_features(linarch.analyze(text).graph))
+
+    assert sim(delta.replace("hidden_size = 1024", "hidden_size = 512")) == 1.0
+    for change in (("conv_size = 4", "conv_size = 3"), ("expand_v = 1.0", "expand_v = 2.0"),
+                   ("num_heads = 4", "num_heads = 8")):
+        assert 0.9 < sim(delta.replace(*change)) < 0.97, change
+    gated = (EXAMPLES / "gated_deltanet.lin").read_text()
+    assert 0.4 < sim(gated) < 0.6
+    assert sim((EXAMPLES / "gla.lin").read_text()) < sim(gated)
+
+
 def test_wl_similarity_on_real_compiled_programs():
     """The real compiler's IR: renaming is invisible, a one-op change is close, families far."""
     import linarch
@@ -173,3 +195,89 @@ def test_seeds_selection_is_best_of_n():
     rng = random.Random(0)
     assert {archive.sample_parent(i % 2, rng).id for i in range(20)} == {"s000"}
     assert archive.sample_inspirations(0, rng, k=3) == []
+
+
+def cand_ci(cid, source, score, half, island=0):
+    result = EvalResult(score, score - half, score + half, "tie")
+    return Candidate(cid, source, "", (), island, 1, "test", profile_of(source), result, 1)
+
+
+def test_a_lucky_mean_on_a_wide_interval_does_not_take_the_cell():
+    """Ranked by the lower bound: +0.30 [-0.40, +1.00] loses its cell to +0.10 [+0.05, +0.15]."""
+    archive = Archive(islands=1)
+    lucky = cand_ci("lucky", toy_source("L"), 0.30, 0.70)
+    sure = cand_ci("sure", toy_source("S", beta=2), 0.10, 0.05)
+    assert lucky.profile.descriptor.cell == sure.profile.descriptor.cell
+    archive.add(lucky)
+    assert archive.add(sure)[0].replaced == "lucky"
+    assert archive.best().id == "sure"
+    single = Candidate("single", toy_source("One", state="dplr"), "", (), 0, 1, "test",
+                       profile_of(toy_source("One", state="dplr")),
+                       EvalResult(0.5, float("-inf"), float("inf"), "n/a"), 1)
+    assert single.lcb == float("-inf")  # one seed: an unmeasured spread is not a small one
+    archive.add(single)
+    assert archive.best().id == "sure"
+
+
+def test_rescoring_moves_a_candidate_in_and_out_of_its_cell():
+    """Racing adds seeds: a candidate's interval narrows or shifts, and the grid follows."""
+    archive = Archive(islands=2)
+    a = cand_ci("a", toy_source("A"), 0.10, 0.02)
+    b = cand_ci("b", toy_source("B", beta=2), 0.05, 0.02)
+    archive.add(a)
+    archive.add(b)
+    assert [c.id for c in archive.islands[0].elites()] == ["a"]
+    archive.rescore("a", EvalResult(0.02, -0.03, 0.07, "tie"))  # more seeds: a was lucky
+    assert [c.id for c in archive.islands[0].elites()] == ["b"]
+    assert archive.candidates["a"].score == 0.02 and archive.best().id == "b"
+    archive.rescore("a", EvalResult(0.2, 0.15, 0.25, "better"))
+    assert [c.id for c in archive.islands[0].elites()] == ["a"]
+
+
+def test_rescored_events_replay_into_the_same_archive():
+    from linarch.search.config import SearchConfig
+    from linarch.search.state import RunState
+
+    state = RunState(SearchConfig())
+    events = [
+        {"event": "proposed", "id": "s000", "origin": "seed", "island": -1, "generation": 0,
+         "parents": [], "source": toy_source("A"), "motivation": ""},
+        {"event": "accepted", "id": "s000", "profile": profile_of(toy_source("A")).to_dict()},
+        {"event": "vetted", "id": "s000", "profile": None},
+        {"event": "submitted", "id": "s000", "stage": "full", "stage_index": 0},
+        {"event": "stage_done", "id": "s000", "stage": "full", "outcome": "ok", "error": "",
+         "result": EvalResult(0.0, -0.1, 0.1, "tie").to_dict()},
+        {"event": "evaluated", "id": "s000"},
+        {"event": "rescored", "id": "s000",
+         "result": EvalResult(0.3, 0.2, 0.4, "better").to_dict()},
+    ]
+    for e in events:
+        state.apply(e)
+    assert state.archive.candidates["s000"].score == 0.3
+    assert all(i.elites()[0].score == 0.3 for i in state.archive.islands)
+
+
+def test_weighted_selection_prefers_good_parents_and_penalises_their_offspring():
+    """ShinkaEvolve's rule: sigmoid(lambda (F - median) / spread) / (1 + children), F the
+    lower bound. The best elite is drawn most; each child drawn from it lowers its pull."""
+    archive = Archive(islands=1, selection="weighted", weight_lambda=2.0)
+    states = ["delta", "scalar", "diagonal", "dplr", "householder"]
+    for i, s in enumerate(states):  # m0 best ... m4 worst
+        archive.add(cand_ci(f"m{i}", toy_source(f"M{i}", state=s), 0.1 * (4 - i), 0.02))
+    pool = archive.islands[0].elites()
+    weights = archive.weights(pool)
+    assert [c.id for c in pool] == ["m0", "m1", "m2", "m3", "m4"]
+    assert weights == sorted(weights, reverse=True) and weights[0] > 3 * weights[-1]
+    rng = random.Random(0)
+    counts = Counter(archive.sample_parent(0, rng).id for _ in range(3000))
+    assert counts["m0"] > counts["m2"] > counts["m4"] > 0
+    for _ in range(9):
+        archive.note_child("m0")  # m0 has had 9 children: its pull is divided by 10
+    after = archive.weights(pool)
+    assert after[0] == pytest.approx(weights[0] / 10) and after[1] == weights[1]
+    assert archive.sample_parent(0, random.Random(1)).id != "m0" or after[0] > after[1]
+    rank = Archive(islands=1, selection="rank")
+    for c in pool:
+        rank.add(c)
+    rank.note_child("m0")
+    assert rank.weights(pool)[:2] == [pytest.approx(0.5), pytest.approx(0.5)]

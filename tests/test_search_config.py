@@ -24,11 +24,15 @@ def test_the_documented_example_config_parses():
     config = loads_config(text)
     assert config.run.max_candidates == 40 and config.run.seeds == (0, 1, 2)
     assert config.llm.model_for("analyzer") == "gpt-4o"
-    assert config.llm.model_for("researcher") == "gpt-4o-mini"
+    assert config.llm.models_for("researcher") == ("gpt-4o-mini", "o3-mini")
+    assert config.llm.model_for("engineer") == "gpt-4o-mini"
     assert config.llm.prices["gpt-4o-mini"] == Price(0.00015, 0.0006)
+    # options are sent only when set; a model's own table replaces the [llm] ones
+    assert config.llm.sampling_for("gpt-4o-mini") == {"temperature": 0.7}
+    assert config.llm.sampling_for("o3-mini") == {"max_completion_tokens": 8000}
     assert [(s.stage, s.min_score) for s in config.cascade] == [
         ("static", None), ("mqar", -0.2), ("mad", None)]
-    assert config.executor.memory_limit_mb == 6000 and config.islands.selection == "ucb"
+    assert config.executor.memory_limit_mb == 6000 and config.islands.selection == "weighted"
 
 
 def test_the_readme_endpoint_example_parses_and_names_a_model_for_every_role():
@@ -46,6 +50,10 @@ def test_defaults():
     assert config.run.seed_programs == ("example:deltanet",)
     assert [s.stage for s in config.cascade] == ["static", "numerics", "mqar"]
     assert config.run.preset == "proxy"
+    assert config.executor.memory_limit_mb == 6000  # workers have a memory limit by default
+    assert config.islands.selection == "weighted" and config.max_proposals == 60
+    assert config.llm.sampling_for("gpt-4o-mini") == {}  # nothing a reasoning model refuses
+    assert config.components.vet == "linarch.search.vet:vet"
 
 
 @pytest.mark.parametrize(
@@ -55,6 +63,9 @@ def test_defaults():
         ("[runs]\nx = 1", "unknown key"),
         ("[llm]\nbudget_usd = 1.0", "no \\[llm.prices.MODEL\\]"),
         ("[islands]\nselection = 'random'", "selection"),
+        ("[executor]\nmemory_limit_mb = -1", "memory_limit_mb"),
+        ("[guard]\ntime_limit_s = 0", "guard.time_limit_s"),
+        ("[run]\nproposal_workers = -1", "proposal_workers"),
         ("[executor]\nkind = 'slurm'", "executor.kind"),
         ("[[cascade]]\nstage = 'a'\n[[cascade]]\nstage = 'a'", "duplicate cascade"),
         ("[llm.prices.m]\ninput = 1.0", "unknown key"),
@@ -104,16 +115,51 @@ def test_create_run_copies_seed_programs(tmp_path):
         create_run(tmp_path / "missing.toml", tmp_path / "run2")
 
 
-def test_default_language_reference_is_compilable_examples(tmp_path):
-    run = RunDir.create(tmp_path / "r", "")
+def test_language_reference_is_the_condensed_docs_and_resolves_next_to_the_config(tmp_path):
+    """By default the roles get the condensed reference (every program in it compiles, every
+    builtin and parameter kind is named in it); a configured path is read relative to the
+    config file, not the run folder, and copied into the run so a resume reads the same."""
+    from linarch.dsl.builtins import BUILTINS
+    from linarch.dsl.params import PARAM_KINDS
+
+    (tmp_path / "plain.toml").write_text("[run]\nseed_programs = []\n")
+    run = create_run(tmp_path / "plain.toml", tmp_path / "r")
     text = language_reference(run.config(), run)
     programs = [block.split("```", 1)[0] for block in text.split("```lin\n")[1:]]
-    assert len(programs) >= 2
+    assert len(programs) >= 2 and len(text) < 12_000  # condensed: docs/language.md is ~35 kB
     for program in programs:
         assert [d for d in linarch.check(program) if d.severity == "error"] == []
-    (tmp_path / "ref.md").write_text("THE REFERENCE")
-    custom = loads_config(f"[llm]\nlanguage_reference = '{tmp_path / 'ref.md'}'")
-    assert language_reference(custom, run) == "THE REFERENCE"
+    for name in (*BUILTINS, *PARAM_KINDS):
+        assert f"`{name}" in text or f"{name}(" in text or f" {name}" in text, name
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "ref.md").write_text("THE REFERENCE")
+    (folder / "s.toml").write_text("[run]\nseed_programs = []\n"
+                                   "[llm]\nlanguage_reference = 'ref.md'\n")
+    run = create_run(folder / "s.toml", tmp_path / "elsewhere" / "run")
+    assert language_reference(run.config(), run) == "THE REFERENCE"
+    (folder / "ref.md").write_text("EDITED LATER")  # a resume reads the run's copy
+    assert language_reference(RunDir.open(run.path).config(), run) == "THE REFERENCE"
+    (folder / "bad.toml").write_text("[llm]\nlanguage_reference = 'missing.md'\n")
+    with pytest.raises(ConfigError, match="missing.md.*config file's folder"):
+        create_run(folder / "bad.toml", tmp_path / "run3")
+
+
+def test_models_per_role_lists_and_request_options():
+    config = loads_config("[llm.models]\nresearcher = ['a', 'b']\nengineer = ['c']\n"
+                          "default = 'd'\n[llm.options.b]\nmax_completion_tokens = 100\n")
+    assert config.llm.models_for("researcher") == ("a", "b")
+    assert config.llm.model_for("engineer") == "c" and config.llm.model_for("analyzer") == "d"
+    assert config.llm.sampling_for("a") == {} and config.llm.sampling_for("b") == {
+        "max_completion_tokens": 100}
+    for bad in ("researcher = []", "researcher = [1]", "researcher = 3"):
+        with pytest.raises(ConfigError, match="llm.models.researcher"):
+            loads_config(f"[llm.models]\n{bad}\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        loads_config("[llm.options.b]\ntemperatur = 1.0\n")
+    with pytest.raises(ConfigError, match="model"):
+        loads_config("[llm]\nbudget_usd = 1.0\n[llm.models]\nresearcher = ['a', 'b']\n"
+                     "[llm.prices.a]\ninput_per_1k = 1.0\n")  # b has no price
 
 
 def evaluate_by_cost(job: EvalJob) -> EvalResult:
@@ -211,3 +257,70 @@ def test_command_line_overrides_and_errors(tmp_path, capsys):
     assert cli.main(["run"]) == 2
     (tmp_path / "c.toml").write_text("[run]\nmax_candidates = 1\n")
     assert cli.main(["run", str(tmp_path / "c.toml")]) == 2  # a new run needs --run-dir
+
+
+def test_the_quick_config_parses_and_builds_its_parts(tmp_path):
+    """examples/search/quick.toml: the offline proposer behind the guard, real vetting."""
+    from linarch.api import EXAMPLES
+    from linarch.search.offline import OfflineProposer
+    from linarch.search.session import build_components
+
+    quick = EXAMPLES / "search" / "quick.toml"
+    run = create_run(quick, tmp_path / "quick")
+    config = run.config()
+    assert config.run.max_candidates >= 20 and config.islands.selection == "weighted"
+    assert [s.stage for s in config.cascade] == ["static", "numerics", "mqar"]
+    comps = build_components(config, run)
+    try:
+        assert isinstance(comps.proposer, OfflineProposer)
+        assert comps.proposer.frontend is comps.frontend and comps.frontend.guard is not None
+        assert comps.vet is not None and comps.analyst is None
+    finally:
+        comps.frontend.close()
+        comps.store.close()
+
+
+def test_offline_search_on_the_real_compiler_end_to_end(tmp_path):
+    """The production path without training: real check/analyze and mutation moves behind
+    the guard, real vetting in sandboxed workers (trained shape, fingerprint), a synthetic
+    score from the compiler's costs."""
+    from linarch.search.executor import LocalExecutor
+    from linarch.search.sandbox import Limits
+    from linarch.search.session import build_components, seed_programs
+    from linarch.search.state import RunState
+
+    (tmp_path / "s.toml").write_text("""
+[run]
+max_candidates = 2
+proposal_workers = 1
+preset = "proxy"
+seeds = [0]
+seed_programs = ["example:deltanet"]
+[[cascade]]
+stage = "static"
+[[cascade]]
+stage = "mqar"
+[components]
+evaluate = "linarch_testing.search_fakes:cost_evaluate"
+""")
+    run = create_run(tmp_path / "s.toml", tmp_path / "run")
+    config = run.config()
+    comps = build_components(config, run)
+    try:
+        with LocalExecutor(workers=2, limits=Limits(time_s=300)) as ex:
+            summary = SearchLoop(config, run, comps, ex, seed_programs=seed_programs(run)).run()
+    finally:
+        comps.frontend.close()
+        comps.store.close()
+    assert summary.candidates == 2 and summary.reason == "max_candidates"
+    events = read_jsonl(run.journal)
+    check_journal(events)
+    vetted = [e for e in events if e["event"] == "vetted"]
+    assert len(vetted) >= 3
+    for e in vetted:  # the proxy's d_model 64, width-matched to DeltaNet's parameter count
+        assert 32 <= dict(e["profile"]["shape"])["hidden_size"] <= 96
+        assert len(e["profile"]["fingerprint"]) == 64
+    seed = next(e for e in vetted if e["id"] == "s000")
+    assert dict(seed["profile"]["shape"]) == {"hidden_size": 64, "num_heads": 2}
+    archive = RunState.replay(config, events).archive
+    assert archive.candidates["s000"].profile.state_bytes == 4 * 2 * 32 * 32

@@ -87,7 +87,7 @@ def test_outcomes_and_the_pool_goes_on(tmp_path):
     check_outcomes(results)
     assert results["exit"].outcome is Outcome.CRASH and results["exit"].exitcode == 3
     assert results["unpicklable"].outcome is Outcome.ERROR
-    assert "could not be sent back" in results["unpicklable"].error
+    assert "could not be sent back as JSON" in results["unpicklable"].error
     assert "Fatal Python error: Segmentation fault" in results["segv"].error  # the job's log
     assert not list(tmp_path.glob("job-ok-*.log"))  # logs are kept only for failures
     for r in results.values():
@@ -172,11 +172,49 @@ def test_jobs_die_with_the_process_that_started_them(tmp_path):
             driver.kill()
 
 
+def test_jobs_never_see_credentials(monkeypatch):
+    """The LLM key (any name it is configured under) and anything that looks like a credential
+    are removed before the worker's interpreter starts: not in os.environ, not in the
+    environment block the process was started with."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-1")
+    monkeypatch.setenv("MY_ENDPOINT_CRED", "sk-secret-2")
+    monkeypatch.setenv("HF_TOKEN", "hf-secret-3")
+    monkeypatch.setenv("LINARCH_VISIBLE", "kept")
+    limits = Limits(time_s=60, hidden_env=("MY_ENDPOINT_CRED",))
+    with LocalExecutor(workers=1, limits=limits) as ex:
+        ex.submit("env", jobs.environment_seen)
+        (result,) = ex.wait(timeout=60)
+    assert result.outcome is Outcome.OK
+    seen = result.value["environ"] + result.value["initial"]
+    for secret in ("sk-secret-1", "sk-secret-2", "hf-secret-3", "OPENAI_API_KEY", "HF_TOKEN",
+                   "MY_ENDPOINT_CRED"):
+        assert secret not in seen
+    assert "LINARCH_VISIBLE" in result.value["environ"]
+
+
+def test_results_come_back_as_json_never_as_pickles(tmp_path):
+    """A value that would run code when unpickled is refused in the worker; records the
+    search knows (EvalResult) round-trip, infinite bounds included."""
+    marker = Path("/tmp/linarch-pwned")
+    marker.unlink(missing_ok=True)
+    with LocalExecutor(workers=2, limits=Limits(time_s=60)) as ex:
+        results = run_all(ex, [("evil", jobs.return_code_running_value),
+                               ("record", jobs.return_eval_result)])
+    assert results["evil"].outcome is Outcome.ERROR
+    assert "cannot be sent as JSON" in results["evil"].error
+    assert not marker.exists()
+    assert results["record"].value == jobs.return_eval_result()
+    assert results["record"].value.ci_low == -float("inf")
+
+
 def test_make_executor_from_config():
     ex = make_executor(ExecutorConfig(kind="local", workers=3, time_limit_s=5,
                                       memory_limit_mb=100))
     assert isinstance(ex, LocalExecutor) and ex.workers == 3
     assert ex.limits == Limits(time_s=5, memory_mb=100, memory_mode="rss")
+    default = make_executor(ExecutorConfig(), hidden_env=("KEY_VAR",))
+    assert default.limits.memory_mb == 6000 and default.limits.hidden_env == ("KEY_VAR",)
+    assert make_executor(ExecutorConfig(memory_limit_mb=0)).limits.memory_mb is None
 
 
 # ------------------------------------------------------------------------------ Ray

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from linarch.search.config import LLMConfig
+from linarch.search.config import LLMConfig, Sampling
 from linarch.search.jsonl import read_jsonl
 from linarch.search.ledger import BudgetExhausted, LLMError, Price
 from linarch.search.llm import EndpointDown, LLMClient, RequestRejected, tagged
@@ -171,3 +171,23 @@ def test_transcript_survives_a_torn_last_line(tmp_path):
         client.complete("researcher", PROMPT)
     events = [r["event"] for r in read_jsonl(path)]
     assert events == ["response", "request", "response"]
+
+
+def test_request_options_are_sent_only_when_configured():
+    """Reasoning models refuse `temperature` and `max_tokens`: nothing is sent unless set;
+    `max_completion_tokens` is supported; a model's own [llm.options.MODEL] table is used
+    whole for that model, and `model=` (the loop's bandit) picks one of a role's models."""
+    with FakeOpenAIServer([reply("a"), reply("b"), reply("c")]) as srv:
+        plain = LLMClient(_config(srv), None)
+        plain.complete("researcher", PROMPT)
+        tuned = LLMClient(_config(srv, temperature=0.3, max_tokens=500, options={
+            "big-model": Sampling(max_completion_tokens=2000)}), None)
+        tuned.complete("researcher", PROMPT)
+        tuned.complete("researcher", PROMPT, model="big-model")
+    first, second, third = srv.requests
+    for key in ("temperature", "max_tokens", "max_completion_tokens"):
+        assert key not in first
+    assert (second["temperature"], second["max_tokens"]) == (0.3, 500)
+    assert "max_completion_tokens" not in second
+    assert third["model"] == "big-model" and third["max_completion_tokens"] == 2000
+    assert "temperature" not in third and "max_tokens" not in third

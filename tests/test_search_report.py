@@ -28,8 +28,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 class Mutator(ToyMutationProposer):
     """Toy mutations with a motivation that a careless HTML writer would not escape."""
 
-    def propose(self, parents, inspirations, memory):
-        p = super().propose(parents, inspirations, memory)
+    def propose(self, request):
+        p = super().propose(request)
         return Proposal(p.source, "<script>alert(1)</script> & gate", p.origin)
 
 
@@ -102,3 +102,22 @@ def test_report_of_a_run_with_failures_only(tmp_path):
     out = write_report(run)
     assert collect(run).rows == () and (out / "index.html").exists()
     assert SEED.source in (out / "index.html").read_text()
+
+
+def test_the_report_opens_in_a_real_browser(run, tmp_path):
+    """Chromium, headless, loads the page: no console error, no failed load, every plot
+    decoded, a non-blank screenshot; failures and free rejections have their tables."""
+    from linarch_testing.browser import INSTALL_HINT, find_browser, open_page
+
+    if find_browser() is None:
+        pytest.fail(INSTALL_HINT)
+    out = write_report(run, tmp_path / "browser")
+    page = open_page(out / "index.html")
+    assert page.errors == [], page.errors
+    assert page.title == "linarch search run"
+    assert len(page.images) == 3 and all(i["complete"] and i["width"] > 0 for i in page.images)
+    assert page.screenshot.startswith(PNG) and len(page.screenshot) > 20_000
+    (tmp_path / "screenshot.png").write_bytes(page.screenshot)
+    html = (out / "index.html").read_text()
+    assert "<h2>Failed evaluations</h2>" in html and "no value paths" in html
+    assert "<h2>Rejected before training</h2>" in html

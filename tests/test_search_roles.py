@@ -19,7 +19,13 @@ from linarch.search.jsonl import read_jsonl
 from linarch.search.ledger import Price
 from linarch.search.llm import LLMClient
 from linarch.search.memory import LessonStore, Memory
-from linarch.search.proposer import LLMProposer, Proposer
+from linarch.search.proposer import (
+    LLMProposer,
+    ProposalRequest,
+    Proposer,
+    RuntimeFailure,
+    Sibling,
+)
 from linarch.search.records import Candidate, EvalResult, Profile
 from linarch.search.researcher import Researcher
 from linarch.search.schema import connect
@@ -43,13 +49,20 @@ def _candidate(cid, source, score, parents=(), analysis=""):
     profile = Profile(a.name, a.structural_hash, a.flops_per_token, a.state_bytes,
                       a.transition_classes, a.num_paths)
     result = EvalResult(score, score - 0.01, score + 0.01, "better" if score > 0.01 else "tie",
-                        {"mqar_acc": 0.8 + score}, (0, 1))
+                        {"mqar_acc": 0.8 + score}, (0, 1),
+                        candidate_per_seed=(0.8 + score, 0.8 + score),
+                        baseline_per_seed=(0.8, 0.8),
+                        curves={"seed 0": ((100, 0.1), (200, 0.5 + score))})
     return Candidate(cid, source, f"motivation of {cid}", tuple(parents), 0, len(parents),
                      "llm", profile, result, 1, analysis=analysis)
 
 
 def _fenced(source, motivation="Motivation: add a short FIR path for local patterns."):
     return f"{motivation}\n\n```lin\n{source}```\n"
+
+
+def _request(parents, inspirations=(), memory=(), **kw):
+    return ProposalRequest("c0009", 9, tuple(parents), tuple(inspirations), tuple(memory), **kw)
 
 
 # ------------------------------------------------------------------------------ extraction
@@ -113,6 +126,7 @@ def test_every_template_loads_with_a_version():
 def test_missing_template_variable_is_an_error():
     with pytest.raises(TemplateError, match="language_reference"):
         load_template("researcher.md").render(objective="x", parents=[], inspirations=[],
+                                              task_card="", siblings=[], feedback=[],
                                               memory=[])
 
 
@@ -133,12 +147,22 @@ def test_researcher_prompt_carries_parents_inspirations_memory_and_reference(tmp
                           "Schlag et al. 2021", ("delta",))]
     with FakeOpenAIServer([reply(_fenced(GOOD))]) as srv:
         researcher = Researcher(_client(srv, tmp_path), REFERENCE, "beat DeltaNet on mqar")
-        draft = researcher.draft([parent], [inspiration], memory)
+        draft = researcher.draft(_request(
+            [parent], [inspiration], memory, task_card="- Measured: TASK-CARD-TEXT.",
+            siblings=(Sibling("c0004", "add a gate", "not evaluated (duplicate): like c0002"),
+                      Sibling("c0005", "a long FIR", "failed: mqar: timeout: killed after 900s")),
+            feedback=("c0006: already tried: the same program as c0003",)))
     prompt = srv.user_prompts()[0]
     for needle in (REFERENCE, "beat DeltaNet on mqar", "c0001", "state delta", "c0002",
                    "state dplr", "The delta rule", "Schlag et al. 2021",
-                   "the gate helped recall", "0.0200"):
-        assert needle in prompt
+                   "the gate helped recall", "0.0200", "# The task\n- Measured: TASK-CARD-TEXT.",
+                   "Per seed: this program 0.820, 0.820; DeltaNet 0.800, 0.800",
+                   "Curve (seed 0): 100: 0.100, 200: 0.520",
+                   "- c0004: not evaluated (duplicate): like c0002. Idea: add a gate",
+                   "- c0005: failed: mqar: timeout: killed after 900s",
+                   "# Your previous attempts were not evaluated",
+                   "- c0006: already tried: the same program as c0003"):
+        assert needle in prompt, needle
     assert draft.extraction.source == GOOD
     assert draft.extraction.motivation.startswith("add a short FIR path")
     request = read_jsonl(tmp_path / "t.jsonl")[0]
@@ -153,7 +177,7 @@ def _draft(srv, answer, tmp_path=None):
     srv.push(reply(answer))
     client = _client(srv, tmp_path)
     researcher = Researcher(client, REFERENCE, "objective")
-    return client, researcher.draft([_candidate("p", GOOD, 0.0)], [], [])
+    return client, researcher.draft(_request([_candidate("p", GOOD, 0.0)]))
 
 
 def test_engineer_accepts_a_valid_program_without_llm_calls():
@@ -233,10 +257,10 @@ def test_llm_proposer_is_a_proposer_and_sums_costs():
         proposer = LLMProposer(Researcher(client, REFERENCE, "o"),
                                Engineer(client, toy_check, REFERENCE, 2))
         assert isinstance(proposer, Proposer)
-        proposal = proposer.propose([_candidate("p", GOOD, 0.0)], [], [])
+        proposal = proposer.propose(_request([_candidate("p", GOOD, 0.0)]))
     assert proposal.source == GOOD and proposal.failure is None and proposal.repairs == 1
     assert proposal.cost_usd == pytest.approx(client.ledger.total().usd)
-    assert proposal.prompt_versions == ("researcher/1", "engineer_repair/1")
+    assert proposal.prompt_versions == ("researcher/2", "engineer_repair/1")
 
 
 # ------------------------------------------------------------------------------ analyzer
@@ -263,7 +287,9 @@ def test_analyzer_reads_results_and_stores_lessons(tmp_path):
     answer = ("ANALYSIS: The diagonal gate raised the score by 0.03; the interval excludes 0.\n"
               "LESSONS:\n- [gating] per-channel gates beat scalar gates on this preset\n")
     with FakeOpenAIServer([reply(answer)]) as srv:
-        report = Analyzer(_client(srv), memory, stages_total=2).analyze(child, parent, baseline)
+        report = Analyzer(_client(srv), stages_total=2).analyze(child, parent, baseline)
+    for lesson in report.lessons:  # the loop files them, in its own thread
+        memory.remember(lesson)
     prompt = srv.user_prompts()[0]
     assert "-gate scalar" in prompt and "+gate diagonal" in prompt  # the diff parent -> child
     assert "0.0500" in prompt and "0.0200" in prompt and "s000" in prompt
@@ -273,3 +299,66 @@ def test_analyzer_reads_results_and_stores_lessons(tmp_path):
     assert report.lessons[0].score_delta == pytest.approx(0.03)
     stored = memory.retrieve("per-channel gates", k=3)
     assert stored[0].kind == "lesson" and stored[0].source.startswith("experiment run-a/c0002")
+
+
+def test_engineer_repairs_a_runtime_failure_from_its_log_tail(tmp_path):
+    failure = RuntimeFailure("c0007", GOOD, "gate the memory", "numerics", "error",
+                             "ValueError: chunked and recurrent forms differ by 3.1e-02")
+    with FakeOpenAIServer([reply(_fenced(LEAKY)), reply(_fenced(GOOD))]) as srv:
+        client = _client(srv, tmp_path)
+        build = Engineer(client, toy_check, REFERENCE, max_repairs=2).repair_runtime(failure)
+    first = srv.user_prompts()[0]
+    assert "failed in the `numerics` stage (error)" in first
+    assert "chunked and recurrent forms differ by 3.1e-02" in first and GOOD.strip() in first
+    assert "gate the memory" in first and REFERENCE in first
+    assert build.valid and build.source == GOOD
+    assert build.repairs == 2  # the runtime repair, then one compile repair (LA201)
+    versions = [r["template_version"] for r in read_jsonl(tmp_path / "t.jsonl")
+                if r["event"] == "request"]
+    assert versions == ["engineer_runtime/1", "engineer_repair/1"]
+
+
+def test_a_compiler_that_does_not_finish_is_a_repairable_diagnostic():
+    """The guard stopped the check (a tower of powers): the model is told, and repairs it."""
+    from linarch.search.guard import GuardTimeout
+
+    def check(source):
+        if "2 ** 2 ** 2" in source:
+            raise GuardTimeout("the front end did not finish within 30s; worker killed")
+        return toy_check(source)
+
+    with FakeOpenAIServer() as srv:
+        client, draft = _draft(srv, _fenced(GOOD + "# scale 2 ** 2 ** 2\n"))
+        srv.push(reply(_fenced(GOOD)))
+        build = Engineer(client, check, REFERENCE, max_repairs=2).build(draft)
+    assert build.valid and build.repairs == 1
+    assert build.steps[0].diagnostics[0]["code"] == "LS901"
+    assert "did not finish" in srv.user_prompts()[1]
+
+
+def test_a_refused_request_is_a_failed_proposal_not_an_error():
+    from linarch_testing.openai_server import status
+
+    with FakeOpenAIServer([status(400, "temperature is not supported with this model")]) as srv:
+        client = _client(srv)
+        proposer = LLMProposer(Researcher(client, REFERENCE, "o"),
+                               Engineer(client, toy_check, REFERENCE, 2))
+        proposal = proposer.propose(_request([_candidate("p", GOOD, 0.0)]))
+    assert proposal.source is None and proposal.failure == "request_rejected"
+    assert "temperature is not supported" in proposal.motivation
+
+
+def test_analyzer_reads_a_failed_experiment(tmp_path):
+    parent = _candidate("c0001", GOOD, 0.02)
+    child = _candidate("c0002", GOOD.replace("gate scalar", "gate diagonal"), 0.0, ["c0001"])
+    from dataclasses import replace
+
+    child = replace(child, result=None, outcome="timeout",
+                    failure="mqar: timeout: killed after 901.0s (limit 900s)")
+    with FakeOpenAIServer([reply("ANALYSIS: too slow.\nLESSONS:\n- none")]) as srv:
+        report = Analyzer(_client(srv), stages_total=3).analyze(child, parent, None, "timeout")
+    prompt = srv.user_prompts()[0]
+    assert "No score: the experiment failed (timeout)" in prompt
+    assert "Failure: mqar: timeout: killed after 901.0s" in prompt
+    assert "the last stage ended timeout" in prompt
+    assert report.text == "too slow." and report.lessons == ()

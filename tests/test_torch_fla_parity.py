@@ -210,8 +210,8 @@ LAYERS = [
     ("gla", fla_layers.GatedLinearAttention, dict(num_heads=2), ()),
     ("simple_gla", SimpleGatedLinearAttention, dict(num_heads=2), ()),
     ("retnet", fla_layers.MultiScaleRetention, dict(num_heads=2), ()),
-    ("hgrn2", fla_layers.HGRN2Attention, dict(num_heads=2, expand_ratio=None), ("expand_ratio",)),
-    ("mamba2", fla_layers.Mamba2, dict(num_heads=4, head_dim=16, state_size=8), ("head_dim",)),
+    ("hgrn2", fla_layers.HGRN2Attention, dict(num_heads=2, expand_ratio=None), ()),
+    ("mamba2", fla_layers.Mamba2, dict(num_heads=4, head_dim=16, state_size=8), ()),
     ("kda", fla_layers.KimiDeltaAttention, dict(num_heads=2, head_dim=16), ()),
     ("comba", fla_layers.Comba, dict(num_heads=2, head_dim=16), ()),
     ("deltaproduct", fla_layers.GatedDeltaProduct, dict(num_heads=2, head_dim=16), ()),
@@ -220,8 +220,7 @@ LAYERS = [
     # root), which is what examples/rwkv7.lin writes; the default F.normalize differs by ~1e-6
     ("rwkv7", fla_layers.RWKV7Attention,
      dict(num_heads=2, head_dim=None, num_hidden_layers=2, decay_low_rank_dim=8,
-          a_low_rank_dim=8, gate_low_rank_dim=8, fuse_norm=True), ("head_dim", "num_hidden_layers",
-                                                                   "fuse_norm")),
+          a_low_rank_dim=8, gate_low_rank_dim=8, fuse_norm=True), ()),
 ]
 LAYER_HIDDEN = 32
 

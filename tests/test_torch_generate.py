@@ -32,7 +32,7 @@ def test_source_is_deterministic_standalone_and_headed(name):
 
     digest = hashlib.sha256(path.read_text(encoding="utf-8").encode()).hexdigest()[:16]
     first = text.splitlines()[0]
-    assert re.search(rf"from \S*{name}\.lin \(sha256 {digest}\)", first), first
+    assert re.search(rf"from '{name}\.lin' \(sha256 {digest}\)", first), first
     assert "chunk_size=64" in text.splitlines()[2]
 
     other = linarch.generate(path, chunk_size=32)

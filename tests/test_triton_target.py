@@ -1,7 +1,8 @@
 """The Triton target: `linarch compile --target triton` writes one file that needs only torch and
 triton, whose layer has the PyTorch target's constructor and state_dict and computes the same
 outputs and gradients (checked under TRITON_INTERPRET=1, in fp32, in a subprocess where linarch
-and fla cannot be imported)."""
+and fla cannot be imported). Every example's states run through fused kernels there: the runner
+counts the calls of the kernels' entry points and fails if a forward pass made none."""
 
 from __future__ import annotations
 
@@ -14,13 +15,9 @@ import time
 import pytest
 
 import linarch
+from linarch_testing.torch_cases import EXAMPLES, HIDDEN
 
-KERNEL_EXAMPLES = {
-    "deltanet": "dict(hidden_size=32, num_heads=2)",
-    "gated_deltanet": "dict(hidden_size=32, num_heads=2, head_dim=16)",
-    "simple_gla": "dict(hidden_size=32, num_heads=2)",
-    "gla": "dict(hidden_size=32, num_heads=2)",
-}
+CHUNK = 16  # several chunks at the short lengths the interpreter can afford
 
 RUNNER = textwrap.dedent('''
     import importlib.abc, importlib.util, os, sys
@@ -44,13 +41,25 @@ RUNNER = textwrap.dedent('''
 
     triton_file, torch_file, cls_name = sys.argv[1], sys.argv[2], sys.argv[3]
     kwargs = eval(sys.argv[4])
-    fused = getattr(load(triton_file, "fused"), cls_name)(**kwargs)
+    module = load(triton_file, "fused")
+    calls = []
+    for entry in [n for n in vars(module) if n.startswith("chunk_") and n != "chunk_dplr"]:
+        def counted(*args, _f=getattr(module, entry), _n=entry, **kw):
+            calls.append(_n)
+            return _f(*args, **kw)
+        setattr(module, entry, counted)
+    torch.manual_seed(0)
+    fused = getattr(module, cls_name)(**kwargs)
+    with torch.no_grad():  # off the initial values (zeros and ones hide whole terms)
+        for p in fused.parameters():
+            p.add_(0.2 * torch.randn_like(p))
     plain = getattr(load(torch_file, "plain"), cls_name)(**kwargs)
     plain.load_state_dict(fused.state_dict(), strict=True)
-    torch.manual_seed(0)
-    for T in (1, 37, 70):
+    for T in (1, 37):
         x = torch.randn(2, T, kwargs["hidden_size"], requires_grad=True)
+        calls.clear()
         a, _, _ = fused(x)
+        assert (T == 1) == (not calls), (T, calls)
         b, _, _ = plain(x)
         ga, = torch.autograd.grad(a.square().sum(), x)
         gb, = torch.autograd.grad(b.square().sum(), x)
@@ -61,32 +70,86 @@ RUNNER = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.parametrize("name", sorted(KERNEL_EXAMPLES))
-def test_generated_triton_file_matches_torch_target_standalone(name, tmp_path):
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_every_example_runs_fused_kernels_that_match_the_torch_target(name, tmp_path):
     os.environ.pop("TRITON_INTERPRET", None)
     triton_text = linarch.generate(f"examples/{name}.lin", target="triton")
-    assert "fused Triton kernels on GPU" in triton_text.split("\nclass ")[0]
+    header = triton_text.split("\nclass ")[0]
+    assert "fused Triton kernels (" in header and "no fused kernel" not in header
     env = dict(os.environ, TRITON_INTERPRET="1")
-    # the interpreter needs one fixed config in fp32: regenerate as the CLI would under it
+    # the interpreter computes bf16 wrong: regenerate in fp32 as the CLI does under it
     script = tmp_path / "run.py"
     script.write_text(RUNNER)
+    # generated under the interpreter, the file still autotunes on a GPU (decided at import)
     gen = subprocess.run(
         [sys.executable, "-m", "linarch.cli", "compile", f"examples/{name}.lin", "--target",
-         "triton", "-o", str(tmp_path / "fused.py")], env=env, capture_output=True, text=True)
+         "triton", "--chunk-size", str(CHUNK), "-o", str(tmp_path / "fused.py")], env=env,
+        capture_output=True, text=True)
     assert gen.returncode == 0, gen.stderr
-    (tmp_path / "plain.py").write_text(linarch.generate(f"examples/{name}.lin", target="torch"))
+    assert "# Target: triton (kernel dtype fp32, autotune True)." in \
+        (tmp_path / "fused.py").read_text()
+    (tmp_path / "plain.py").write_text(linarch.generate(f"examples/{name}.lin", target="torch",
+                                                        chunk_size=CHUNK))
     cls = linarch.analyze(f"examples/{name}.lin").name
     run = subprocess.run([sys.executable, str(script), str(tmp_path / "fused.py"),
-                          str(tmp_path / "plain.py"), cls, KERNEL_EXAMPLES[name]],
+                          str(tmp_path / "plain.py"), cls,
+                          repr(dict(hidden_size=HIDDEN, **EXAMPLES[name]))],
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
 
 
+KERNEL_FAMILY = {  # example -> the kernels its one state runs (linarch.kernels.spec.Transition)
+    "comba": "iplr",
+    "content_sharp_router": "delta",
+    "deltanet": "delta",
+    "deltaproduct": "gated_delta, 2 micro-steps",
+    "fusion_gated_fir": "gated_delta",
+    "gated_deltanet": "gated_delta",
+    "gla": "diagonal_decay",
+    "hgrn2": "diagonal_decay",
+    "kda": "channel_gated_delta",
+    "linear_attention": "identity",
+    "mamba2": "scalar_decay",
+    "retnet": "constant_decay",
+    "rwkv7": "dplr",
+    "simple_gla": "scalar_decay",
+}
+
+
+def test_the_plan_picks_the_most_specific_kernel_family_of_each_example():
+    assert set(KERNEL_FAMILY) == set(EXAMPLES)
+    for name, family in KERNEL_FAMILY.items():
+        (state,) = linarch.build(f"examples/{name}.lin", target="triton").plan.states
+        assert state.how.startswith(f"fused Triton kernels ({family}) on GPU"), (name, state.how)
+
+
+TWO_READS = """mixer TwoReads(hidden_size = 32, num_heads = 2):
+    H = num_heads
+    d = hidden_size / H
+
+    params:
+        q_proj, k_proj, r_proj, v_proj : linear(hidden_size -> H * d)
+        o_proj : linear(H * d -> hidden_size)
+
+    q = q_proj(x) as [H, d]
+    k = k_proj(x) as [H, d]
+    r = r_proj(x) as [H, d]
+    v = v_proj(x) as [H, d]
+
+    state S : [H, d, d]
+    S = S + outer(v, k)
+    o = S @ q + S @ r
+    return o_proj(o as [H * d])
+"""
+
+
 def test_states_without_a_fused_kernel_say_so_and_use_the_torch_chunk_form():
-    text = linarch.generate("examples/kda.lin", target="triton")
+    # two readouts of one state: the kernels read S @ q once per token
+    text = linarch.generate(TWO_READS, target="triton")
     header = text.split("\nclass ")[0]
-    assert "no fused kernel" in header
-    assert "def chunk_" not in header.split("chunk_dplr")[0] or "chunk_dplr" in text
+    assert "no fused kernel (the kernels read S @ q once per token, after its update)" in \
+        " ".join(line.lstrip("# ") for line in header.splitlines())
+    assert "_use_kernels(" not in text and "chunk_dplr(" in text.split("\nclass ")[1]
 
 
 def test_triton_file_is_reproducible_and_fast_to_generate():

@@ -67,13 +67,55 @@ def widen(d: Dep, window: int, why: str) -> Dep:
 def causality(unit: Unit, report: Reporter) -> Unit:
     m = unit.module
     deps: dict[int, Dep] = {}
+    sized = _sized_by_length(unit)
     for i, n in m.nodes():
         try:
+            if i in sized:
+                raise _Leak("LA201", sized[i], "T sizes only a recurrent state (in a mixer that "
+                            "declares its complexity); use a fixed size, or a state that counts")
             deps[i] = _visit(unit, i, n, deps)
         except _Leak as leak:
             report(leak.code, leak.message, n.span, leak.hint)
             deps[i] = Dep(Reach.PREFIX, why="rejected")
     return replace(unit, time=deps)
+
+
+_SIZES = {
+    Op.PARAM: "sizes a parameter: its weights would grow with the sequence",
+    Op.RESHAPE: "sizes a value: its size would grow with the sequence",
+}
+
+
+def _sized_by_length(unit: Unit) -> dict[int, str]:
+    """Nodes that T sizes or configures, other than a state's shape and arithmetic on values
+    (which `_visit` reports): each with what is wrong. Static formulas of T are followed."""
+    m = unit.module
+    out: dict[int, str] = {}
+    todo = [i for i, _ in m.nodes(Op.SEQLEN)]
+    seen: set[int] = set()
+    while todo:
+        i = todo.pop()
+        for u in m.users(i):
+            if u in seen:
+                continue
+            seen.add(u)
+            n = m.node(u)
+            ty = unit.types.get(u)
+            static_number = ty is not None and ty.is_scalar_static
+            if n.op is Op.STATE or not static_number and n.op in (Op.BINARY, Op.NEG):
+                continue  # a state's size (complexity); arithmetic with T (`_visit`)
+            if static_number and n.op in (Op.BINARY, Op.NEG, Op.ALIAS, Op.CALL):
+                todo.append(u)
+                continue
+            what = _SIZES.get(n.op)
+            if n.op is Op.CALL:
+                what = {"arange": "gives a T-long vector of positions: it reads the length of "
+                        "the sequence", "rotary": "sets the rotary base: it reads the length of "
+                        "the sequence"}.get(n.attr("fn"), f"configures `{n.attr('fn')}`: it "
+                                             "reads the length of the sequence")
+            out[u] = "the sequence length T " + (what or "is used where only sizes of states "
+                                                  "may depend on it")
+    return out
 
 
 class _Leak(Exception):

@@ -16,8 +16,8 @@ import sympy as sp
 from linarch.dsl.builtins import BUILTINS
 from linarch.dsl.diagnostics import Reporter
 from linarch.dsl.ir import Op
-from linarch.dsl.passes.transitions import TClass, Transition
 from linarch.dsl.passes.typecheck import T_SYMBOL
+from linarch.dsl.recurrence import Layout, Recurrence, TClass
 from linarch.dsl.types import Kind, numel
 from linarch.dsl.unit import Unit
 
@@ -132,14 +132,14 @@ def _span_of_growth(unit: Unit):
     return None
 
 
-def _transition_nodes(unit: Unit, tr: Transition) -> set[int]:
-    """Nodes whose work the transition's own formula accounts for (the S @ A chain and A)."""
+def _transition_nodes(unit: Unit, tr: Recurrence) -> set[int]:
+    """Nodes whose work the transition's own formula accounts for: the S @ A chain and the
+    nodes that only build the transition's matrices (the recurrent form never forms them)."""
     m = unit.module
     nodes = set(nx.descendants(m.graph, tr.state)) & set(nx.ancestors(m.graph, tr.update))
-    roots = [r.node for r in tr.rank_ones]
-    roots += [d.node for d in tr.decays if d.diagonal and m.node(d.node).op is Op.CALL]
-    for root in roots:
-        nodes |= _exclusive_subtree(unit, root)
+    for step in tr.steps:
+        for root in step.operators:
+            nodes |= _exclusive_subtree(unit, root)
     return nodes
 
 
@@ -159,22 +159,27 @@ def _exclusive_subtree(unit: Unit, root: int) -> set[int]:
     return inside
 
 
-def transition_flops(unit: Unit, tr: Transition) -> tuple[sp.Expr, sp.Expr]:
-    """(recurrent FLOPs per token, chunked form's extra FLOPs per token) for one state."""
-    shape = unit.types[tr.state].shape
+def transition_flops(unit: Unit, tr: Recurrence) -> tuple[sp.Expr, sp.Expr]:
+    """(recurrent FLOPs per token, chunked form's extra FLOPs per token) for one state.
+
+    The chunked form's work follows the layout the form licenses: per chunk head, Q K^T and
+    A V within the chunk, plus the UT transform for rank-one factors; micro-steps and extra
+    readouts interleave positions, multiplying it."""
+    shape = tr.frame.shape
     size = numel(shape)
-    heads = numel(shape[:-2]) if len(shape) >= 2 else sp.Integer(1)
-    dk = shape[-1]
-    dv = shape[-2] if len(shape) >= 2 else sp.Integer(1)
     rec = size * len(tr.decays) + 4 * size * len(tr.rank_ones) + size  # decay, rank-ones, write
+    layout = tr.chunk_layout
+    if not isinstance(layout, Layout):
+        return rec, sp.Integer(0)
+    heads, v_axes, k_axes = (numel(tuple(shape[a] for a in sorted(axes)))
+                             for axes in tr.axes_of(layout))
     C = C_SYMBOL
-    chunk = heads * (2 * C * dk + 2 * C * dv)  # Q K^T and A V within the chunk
+    positions = max(len(tr.steps), 1) + max(0, len(tr.reads) - 1)
+    chunk = positions * heads * (2 * C * k_axes + 2 * C * v_axes)  # Q K^T and A V
     if tr.cls in (TClass.DELTA, TClass.HOUSEHOLDER, TClass.IPLR, TClass.DPLR):
         n = max(1, len(tr.rank_ones))
         # UT transform: K K^T, the triangular solve, W h
-        chunk += heads * n * (2 * C * dk + C**2 / 3 + 2 * dk * dv)
-    if tr.cls is TClass.ELEMENTWISE:
-        chunk = sp.Integer(0)
+        chunk += heads * n * (2 * C * k_axes + C**2 / 3 + 2 * k_axes * v_axes)
     return rec, chunk
 
 
@@ -230,7 +235,10 @@ def _param_count(unit: Unit, i: int) -> sp.Expr:
 
     def flag(key: str, default: bool) -> bool:
         k = n.keyword(key)
-        return default if k is None else bool(m.node(k).attr("value"))
+        if k is None:
+            return default
+        node = m.node(k)  # a literal, or a keyword's default (a layer built otherwise differs)
+        return bool(node.attr("value") if node.op is Op.CONST else node.attr("default"))
 
     w = info.widths
     if kind == "linear":

@@ -17,6 +17,8 @@ import sympy as sp
 from linarch.dsl import intervals as iv
 from linarch.dsl.builtins import BUILTINS, Family
 from linarch.dsl.diagnostics import Reporter
+from linarch.dsl.folding import FoldError, evaluate, fold
+from linarch.dsl.folding import apply as fold_call
 from linarch.dsl.intervals import INF, Interval
 from linarch.dsl.ir import Node, Op
 from linarch.dsl.params import ACTIVATIONS, INITS, PADDINGS, PARAM_KINDS
@@ -66,6 +68,7 @@ class _Checker:
         self.symbols: dict[str, sp.Symbol] = {}
         self.defaults: dict[sp.Symbol, object] = {T_SYMBOL: 2048}
         self.bad_dims: set[sp.Expr] = set()  # dimension formulas already reported (LA114)
+        self.ranges: dict[sp.Symbol, Interval] = {}  # declared ranges of hyper-parameters
         self._subs: dict | None = None  # the defaults as sympy numbers (built on first use)
         self.names: dict[sp.Expr, sp.Symbol] = {}  # value -> binding name, for messages
 
@@ -105,16 +108,8 @@ class _Checker:
         return ty
 
     def at_defaults(self, e: sp.Expr) -> float | None:
-        # xreplace with sympy numbers: the same value as subs() for a symbol -> number map, and
-        # an order of magnitude faster (this runs for every dimension of every node)
-        try:
-            if self._subs is None:
-                self._subs = {k: sp.sympify(d) for k, d in self.defaults.items()}
-            v = sp.sympify(e).xreplace(self._subs)
-            num = float(v) if v.is_number else None
-        except (TypeError, ValueError, OverflowError, sp.SympifyError):
-            return None
-        return num if num is not None and math.isfinite(num) else None  # 2 ** T is no size
+        """A formula's value at the defaults, in floating point (bounded; 2 ** T is no size)."""
+        return evaluate(e, self.defaults)
 
     # ------------------------------------------------------------------ nodes
     def visit(self, i: int, n: Node) -> Type:
@@ -191,19 +186,56 @@ class _Checker:
 
     def _hparam(self, n: Node) -> Type:
         v = n.attr("default")
+        if n.args:  # a derived default: a static formula of earlier hyper-parameters
+            t = self.t(n.args[0])
+            v = self.at_defaults(t.value) if t.is_scalar_static else None
+            if v is None:
+                return self.err("LA113", f"the default of `{n.name}` must be a static number "
+                                "computed from the hyper-parameters before it", n,
+                                "e.g. num_heads = hidden_size / head_dim")
+            v = int(v) if float(v).is_integer() else v
         if isinstance(v, bool):
             return Type(Kind.BOOL, literal=v)
         if isinstance(v, str):
             return Type(Kind.STRING, literal=v)
         integer = isinstance(v, int)
-        sym = sp.Symbol(n.name, positive=True, integer=integer) if v > 0 else sp.Symbol(
-            n.name, real=True, integer=integer)
+        declared = n.attr("range")
+        if declared is not None:
+            lo, hi = declared
+            if any(isinstance(b, (bool, str)) for b in declared) or not lo <= v <= hi:
+                return self.err("LA113", f"`{n.name} = {v}` is not in its declared range "
+                                f"[{lo}, {hi}]", n, "declare numbers lo <= default <= hi")
+            sym = sp.Symbol(n.name, real=True, integer=integer, positive=lo > 0 or None,
+                            nonnegative=lo >= 0 or None)
+            self.ranges[sym] = Interval(float(lo), float(hi))
+        else:  # a positive default declares (0, inf]: the constructor refuses other values
+            sym = sp.Symbol(n.name, positive=True, integer=integer) if v > 0 else sp.Symbol(
+                n.name, real=True, integer=integer)
         self.symbols[n.name] = sym
         self.defaults[sym] = v
-        self._subs = None
         if n.name in ("hidden_size", "num_heads") and not (integer and v > 0):
             return self.err("LA113", f"`{n.name}` must default to a positive integer", n)
-        return Type(Kind.STATIC, value=sym, range=static_range(sym, self.defaults))
+        return Type(Kind.STATIC, value=sym, range=self.static_range(sym))
+
+    def _fold(self, n: Node, compute) -> sp.Expr:
+        try:
+            value = compute()
+        except FoldError as exc:
+            self.err("LA118", f"this static formula cannot be computed: {exc}", n,
+                     "keep static numbers to what a layer needs (widths, rates, constants)")
+            raise _Poison from None
+        if self.at_defaults(value) is None:
+            self.err("LA118", f"this static formula has no finite value at the defaults "
+                     f"({self.pretty(value)})", n, "check the hyper-parameter defaults: a "
+                     "division by zero, or log or sqrt of a number out of its domain")
+            raise _Poison
+        return value
+
+    def static_range(self, value: sp.Expr) -> Interval:
+        """A static formula's range over the declared ranges of its hyper-parameters."""
+        if value in self.ranges:
+            return self.ranges[value]
+        return static_range(value, self.defaults)
 
     def _dim(self, i: int, n: Node, what: str) -> sp.Expr:
         t = self.t(i)
@@ -250,8 +282,12 @@ class _Checker:
         if op == "@":
             return self._matmul(a, b, n)
         if a.is_scalar_static and b.is_scalar_static:
-            value = _SYMPY_OPS[op](a.value, b.value)
-            return Type(Kind.STATIC, value=value, range=static_range(value, self.defaults))
+            value = self._fold(n, lambda: fold(op, a.value, b.value))
+            rng = self.static_range(value)
+            by_parts = _interval_op(op, a, b)
+            if by_parts is not None:  # both are sound: keep what both allow
+                rng = Interval(max(rng.lo, by_parts.lo), min(rng.hi, by_parts.hi))
+            return Type(Kind.STATIC, value=value, range=rng)
         if a.kind is Kind.IDENTITY or b.kind is Kind.IDENTITY:
             return self._with_identity(a, b, op, n)
         self._tensor(a, n, f"use `{op}` on")
@@ -263,7 +299,11 @@ class _Checker:
                             "per-head values broadcast over trailing axes ([H] with [H, d]); "
                             "reshape with `as [..]` or use diag()/outer()")
         kind = Kind.TOKEN if Kind.TOKEN in (a.kind, b.kind) else Kind.STATIC
-        return Type(kind, shape, range=_interval_op(op, a, b))
+        rng = _interval_op(op, a, b)
+        if rng is None:  # a fractional power of a value that may be negative
+            self._domain("a fractional power", a.range, n)
+            rng = Interval()
+        return Type(kind, shape, range=rng)
 
     def _with_identity(self, a: Type, b: Type, op: str, n: Node) -> Type:
         other = b if a.kind is Kind.IDENTITY else a
@@ -347,10 +387,17 @@ class _Checker:
         args = [self.t(a) for a in pos]
         if fn.family is Family.ELEMENTWISE:
             a = args[0]
-            if a.is_scalar_static and fn.name in _SYMPY_FNS:
-                value = _SYMPY_FNS[fn.name](a.value)
-                return Type(Kind.STATIC, value=value, range=static_range(value, self.defaults))
+            if a.is_scalar_static and fn.name in FOLDED:
+                inside = fn.name not in ("log", "sqrt") or self._domain(fn.name, a.range, n)
+                value = self._fold(n, lambda: fold_call(fn.name, a.value))
+                rng = self.static_range(value)
+                if inside and fn.range:
+                    by_parts = fn.range(a.range)
+                    rng = Interval(max(rng.lo, by_parts.lo), min(rng.hi, by_parts.hi))
+                return Type(Kind.STATIC, value=value, range=rng)
             self._tensor(a, n, f"apply {fn.name} to")
+            if fn.name in ("log", "sqrt") and not self._domain(fn.name, a.range, n):
+                return Type(a.kind, a.shape)
             return Type(a.kind, a.shape, range=fn.range(a.range) if fn.range else Interval())
         if fn.family is Family.FEATURE:
             return self._feature(fn, n, args[0])
@@ -386,6 +433,19 @@ class _Checker:
         self.err("LA105", "`over` is `time`, `batch` or a feature axis number", n)
         raise _Poison
 
+    def _domain(self, what: str, r: Interval, n: Node) -> bool:
+        """Whether ``r`` lies in the domain [0, inf] of log, sqrt or a fractional power (else NaN):
+        never (LA116, an error), not provably (LA117, a warning; the result is unbounded)."""
+        if r.lo >= 0:
+            return True
+        if r.hi <= 0:  # negative, or zero only at one end: NaN everywhere it varies
+            self.err("LA116", f"{what} of a value in {r}: always outside its domain (NaN)", n,
+                     "apply it to a non-negative value: softplus(.), abs(.), sigmoid(.)")
+            raise _Poison
+        self.report("LA117", f"{what} of a value in {r}: NaN where the value is negative", n.span,
+                    "apply it to a non-negative value: softplus(.), abs(.), sigmoid(.)")
+        return False
+
     def _feature(self, fn, n: Node, a: Type) -> Type:
         self._tensor(a, n, f"apply {fn.name} to")
         if not a.shape:
@@ -409,9 +469,14 @@ class _Checker:
             self._tensor(x, n, "clamp")
             if not (lo.is_scalar_static and hi.is_scalar_static):
                 return self.err("LA105", "clamp bounds must be static numbers", n)
-            rng = Interval(max(x.range.lo, float(self.at_defaults(lo.value) or -INF)),
-                           min(x.range.hi, float(self.at_defaults(hi.value) or INF)))
-            return Type(x.kind, x.shape, range=rng)
+            return Type(x.kind, x.shape, range=iv.clamp(x.range, lo.range, hi.range))
+        if fn.name in ("minimum", "maximum") and all(a.is_scalar_static for a in args):
+            value = self._fold(n, lambda: (sp.Min if fn.name == "minimum" else sp.Max)(
+                args[0].value, args[1].value))
+            pick = min if fn.name == "minimum" else max
+            rng = Interval(pick(args[0].range.lo, args[1].range.lo),
+                           pick(args[0].range.hi, args[1].range.hi))
+            return Type(Kind.STATIC, value=value, range=rng)
         for a in args:
             self._tensor(a, n, f"apply {fn.name} to")
         shape = args[0].shape
@@ -424,6 +489,9 @@ class _Checker:
         if fn.name == "lerp":
             a, b, w = (x.range for x in args)
             rng = a + (b - a) * w
+            if w.within(0.0, 1.0):  # between a and b: a + (b - a) w = (1 - w) a + w b
+                hull = a.join(b)
+                rng = Interval(max(rng.lo, hull.lo), min(rng.hi, hull.hi))
         elif fn.name == "minimum":
             rng = Interval(min(args[0].range.lo, args[1].range.lo),
                            min(args[0].range.hi, args[1].range.hi))
@@ -513,7 +581,20 @@ class _Checker:
             if over != "time":
                 return self.err("LA105", f"`{fn.name}` runs over time: write `over = time`", n)
         a = args[0]
-        return Type(Kind.TOKEN, a.shape, range=a.range if fn.name == "token_shift" else Interval())
+        if fn.name == "token_shift":  # the value at t - 1, zeros at the first token
+            return Type(Kind.TOKEN, a.shape, range=a.range.join(Interval(0.0, 0.0)))
+        if fn.name == "fft_conv":
+            shape = broadcast(a.shape, args[1].shape)
+            if shape is None:
+                return self.err("LA103", f"fft_conv of {self.fmt_shape(a.shape)} and "
+                                f"{self.fmt_shape(args[1].shape)}: the filter must broadcast onto "
+                                "the value", n, "give the filter the value's shape")
+            return Type(Kind.TOKEN, shape)
+        rng = Interval()
+        if fn.name == "cumsum":  # a running sum of signed terms keeps their sign
+            rng = Interval(0.0, INF) if a.range.lo >= 0 else (
+                Interval(-INF, 0.0) if a.range.hi <= 0 else Interval())
+        return Type(Kind.TOKEN, a.shape, range=rng)
 
     # ------------------------------------------------------------------ parameters
     def _param(self, n: Node) -> Type:
@@ -541,6 +622,9 @@ class _Checker:
                                 f"keywords: {', '.join(allowed) or 'none'}")
             t = self.t(a)
             self._check_keyword(kind.name, key, t, n)
+            if key in ("act", "padding", "init") and self.m.node(a).op is not Op.CONST:
+                return self.err("LA105", f"`{key}` of {kind.name} selects code: write it as a "
+                                "string literal", n, f'e.g. {key} = "{kind.default(key)}"')
             if key == "width":
                 window = self._dim(a, n, "convolution width")
         if kind.name == "causal_conv" and window is None:
@@ -634,24 +718,11 @@ class _Poison(Exception):
     pass
 
 
-_SYMPY_OPS = {
-    "+": lambda a, b: a + b,
-    "-": lambda a, b: a - b,
-    "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b,
-    "**": lambda a, b: a**b,
-}
-
-_SYMPY_FNS = {
-    "exp": sp.exp,
-    "log": sp.log,
-    "sqrt": sp.sqrt,
-    "abs": sp.Abs,
-    "square": lambda v: v**2,
-}
+FOLDED = ("exp", "log", "sqrt", "abs", "square", "round")  # folded on static numbers
 
 
-def _interval_op(op: str, a: Type, b: Type) -> Interval:
+def _interval_op(op: str, a: Type, b: Type) -> Interval | None:
+    """The range of ``a op b``; None for a power that may not be a real number."""
     ra, rb = a.range, b.range
     if op == "+":
         return ra + rb
@@ -661,22 +732,10 @@ def _interval_op(op: str, a: Type, b: Type) -> Interval:
         return ra * rb
     if op == "/":
         return ra / rb
-    if op == "**" and a.is_scalar_static and ra.lo > 0:
-        base = ra.lo
-        if base == 1:
-            return Interval(1.0, 1.0)
-        lo, hi = rb.lo, rb.hi
-        at_lo, at_hi = iv.exp(lo * math.log(base)), iv.exp(hi * math.log(base))
-        return Interval(min(at_lo, at_hi), max(at_lo, at_hi))
-    if op == "**" and b.is_scalar_static:
-        p = b.value
-        if p == 2:
-            lo = 0.0 if ra.lo <= 0 <= ra.hi else min(ra.lo**2, ra.hi**2)
-            return Interval(lo, INF if math.isinf(ra.hi) or math.isinf(ra.lo)
-                            else max(ra.lo**2, ra.hi**2))
-        if ra.lo >= 0:
-            return Interval(0.0, INF)
-    return Interval()
+    integer = None
+    if b.is_scalar_static and b.value.is_Integer:
+        integer = int(b.value)
+    return iv.power(ra, rb, integer)
 
 
 __all__ = ["typecheck", "T_SYMBOL", "iv"]

@@ -228,8 +228,51 @@ def toy_evaluate(job: EvalJob) -> EvalResult:
     return EvalResult(
         score=mean, ci_low=mean - half, ci_high=mean + half,
         verdict="better" if mean - half > 0 else ("worse" if mean + half < 0 else "tie"),
-        metrics={"mqar_acc": 0.8 + mean, "loss": 2.0 - mean}, seeds=tuple(job.seeds),
+        metrics={"mqar_acc": 0.8 + mean, "baseline_mqar_acc": 0.8, "loss": 2.0 - mean},
+        seeds=tuple(job.seeds), candidate_per_seed=tuple(0.8 + v for v in per_seed),
+        baseline_per_seed=tuple(0.8 for _ in per_seed),
+        curves={f"seed {s}": ((100, 0.1), (200, 0.5 + v)) for s, v in zip(job.seeds, per_seed)},
     )
+
+
+def noisy_evaluate(job: EvalJob) -> EvalResult:
+    """The toy landscape seen through seeds, as racing sees a real one: on seed s the paired
+    difference to DeltaNet is toy_fitness plus Gaussian noise (SD LINARCH_TOY_NOISE, default
+    0.02) drawn from (program, seed), so a program trained again on a seed gets the same value,
+    as from the run cache; mean and 95% t interval as `compare` reports them. Every job's
+    seeds are logged to LINARCH_TOY_EVAL_LOG when it is set."""
+    from linarch.evaluation.stats import t_quantile
+
+    log = os.environ.get("LINARCH_TOY_EVAL_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(f"seeds {job.key} {','.join(map(str, job.seeds))}\n")
+    sd = float(os.environ.get("LINARCH_TOY_NOISE", "0.02"))
+    true = toy_fitness(job.source)
+    digest = hashlib.sha256(job.source.encode()).hexdigest()[:16]
+    diffs = [true + random.Random(f"{digest}:{s}").gauss(0.0, sd) for s in job.seeds]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    if n > 1:
+        spread = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+        half = t_quantile(0.975, n - 1) * spread / math.sqrt(n)
+    else:
+        half = math.nan
+    verdict = "better" if mean - half > 0 else ("worse" if mean + half < 0 else "tie")
+    return EvalResult(score=mean, ci_low=mean - half, ci_high=mean + half, verdict=verdict,
+                      metrics={"acc": 0.8 + mean}, seeds=tuple(job.seeds),
+                      candidate_per_seed=tuple(0.8 + d for d in diffs),
+                      baseline_per_seed=tuple(0.8 for _ in diffs))
+
+
+def cost_evaluate(job: EvalJob) -> EvalResult:
+    """A synthetic score of a real program from the real compiler's numbers (less state and
+    FLOPs is better): the loop end to end on real programs without training anything."""
+    import linarch
+
+    a = linarch.analyze(job.source)
+    score = -1e-9 * a.flops_per_token - 1e-8 * a.state_bytes
+    return EvalResult(score, score - 1e-3, score + 1e-3, "tie", {"flops": a.flops_per_token})
 
 
 def toy_evaluate_crashing(job: EvalJob) -> EvalResult:
@@ -245,15 +288,18 @@ def toy_evaluate_crashing(job: EvalJob) -> EvalResult:
 
 
 class ToyMutationProposer:
-    """An offline proposer: one random typed mutation of the first parent (no LLM)."""
+    """An offline proposer: one random typed mutation of the first parent (no LLM), seeded by
+    the candidate's index like the real one (so a resumed run proposes the same)."""
 
     def __init__(self, seed: int | None = None):
-        self.rng = random.Random(seed if seed is not None else os.urandom(8))
+        self.seed = seed if seed is not None else int.from_bytes(os.urandom(4), "little")
         self.count = 0
 
-    def propose(self, parents, inspirations, memory):
+    def propose(self, request):
         from linarch.search.proposer import Proposal
 
+        parents = request.parents
+        self.rng = random.Random(f"{self.seed}:{request.index}")
         self.count += 1
         program, _ = toy_parse(parents[0].source)
         assert program is not None
@@ -272,14 +318,35 @@ class ToyMutationProposer:
             dim = self.rng.choice([16, 32, 64])
         else:
             beta = 3 - beta
-        name = f"Mut{self.count}"
+        name = f"Mut{request.index}"
         source = toy_source(name, state, gate, program.heads, dim, beta, tuple(paths))
         return Proposal(source=source, motivation=f"mutation {choice} of {parents[0].id}",
                         origin="mutation")
 
 
 def build_toy_proposer(context: Any) -> ToyMutationProposer:
-    return ToyMutationProposer()
+    return ToyMutationProposer(seed=context.config.run.seed)
+
+
+def toy_vet(job: Any) -> Any:
+    """The toy compiler's vetting: its costs at the declared defaults, and a fingerprint of
+    what the toy program computes. `beta 2` does nothing without a delta-family state (the
+    toy checker warns so), so `state scalar` with and without it compute the same function:
+    a rewrite, with another hash and another graph."""
+    from linarch.search.vet import VetResult
+
+    program, _ = toy_parse(job.source)
+    assert program is not None
+    a = toy_analyze(job.source)
+    beta = program.beta if program.state in ("delta", "householder", "dplr") else 1
+    key = repr((program.state, program.gate, program.dim, program.heads, beta,
+                tuple(sorted(program.paths))))
+    digest = hashlib.sha256(key.encode()).digest()
+    fingerprint = tuple((b - 127.5) / 127.5 for b in digest[:16])
+    facts = {"task": "toy recall", "metric": "mqar_acc", "higher_is_better": True,
+             "stages": " -> ".join(job.stages), "shape": "a toy model"}
+    return VetResult((("dim", program.dim),), a.flops_per_token, a.state_bytes, fingerprint,
+                     facts)
 
 
 class InlineExecutor:
@@ -342,6 +409,18 @@ class SlowToUnpickle:
         return (_restore_slowly, (self.seconds, self.value))
 
 
+def check_hanging_on_towers(source: str) -> list:
+    """`linarch.check`, except that it never finishes on a tower of powers. The real front end
+    hung on the issue's `2 ** 2 ** 2 ** 2 ** 2 ** 2` until constant folding was bounded (it is
+    now refused at once, LA118); this stands in for whatever program hangs a compiler next, so
+    that the guard's deadline is still tested end to end."""
+    if "2 ** 2 ** 2" in source:
+        time.sleep(3600)
+    import linarch
+
+    return linarch.check(source)
+
+
 def sleep_for(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
@@ -382,3 +461,25 @@ def exit_hard(code: int) -> None:
 
 def return_unpicklable() -> Any:
     return lambda: None
+
+
+def environment_seen() -> dict[str, str]:
+    """What a job can read of its environment: os.environ and the exec-time block."""
+    with open("/proc/self/environ", "rb") as f:
+        initial = f.read().decode("utf-8", "replace")
+    return {"environ": "\n".join(sorted(os.environ)), "initial": initial}
+
+
+class RunsCodeWhenUnpickled:
+    """A value whose unpickling would run a command in the process that reads it."""
+
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/linarch-pwned",))
+
+
+def return_code_running_value() -> Any:
+    return RunsCodeWhenUnpickled()
+
+
+def return_eval_result() -> EvalResult:
+    return EvalResult(0.25, -float("inf"), 0.5, "inconclusive", {"acc": 0.75}, (0, 1), "x")
