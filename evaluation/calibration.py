@@ -79,7 +79,9 @@ MQAR_REFERENCES: tuple[Reference, ...] = (
               role="baseline"),
     Reference("Gated DeltaNet", "examples/gated_deltanet.lin", 0.89,
               f"{ZOOLOGY}: 0.89 at 1.7e4 bytes (Zoology runs it without the output gate); "
-              "Yang et al. 2024 (arXiv 2412.06464) Table 3: GDN ahead of DeltaNet"),
+              "Yang et al. 2024 (arXiv 2412.06464) Table 3: GDN ahead of DeltaNet. Ranked low "
+              "here by the proxy's blind spot (output gate, matched width, small budget): see "
+              "'Why the gated mixers rank low'"),
     Reference("Gated DeltaNet, no output gate", "benchmarks/sanity/gdn_nogate.lin", 0.89,
               f"{ZOOLOGY}: 0.89 at 1.7e4 bytes, output gate off as here"),
     Reference("RWKV-7", "examples/rwkv7.lin", 0.815,
