@@ -17,7 +17,7 @@ from linarch.search.config import SearchConfig
 from linarch.search.ledger import CostLedger
 from linarch.search.memory import Memory
 from linarch.search.proposer import ProposalRequest, RuntimeFailure, Sibling
-from linarch.search.records import Candidate
+from linarch.search.records import Candidate, prompt_verdict
 from linarch.search.state import RunState, first_line
 from linarch.search.taskfacts import card_context
 from linarch.search.templates import load_template
@@ -92,7 +92,7 @@ class Briefing:
         if c.result is None:
             return f"failed: {c.failure}"
         r = c.result
-        return f"score {r.score:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}] ({r.verdict})"
+        return f"score {r.score:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}] ({prompt_verdict(r)})"
 
     def task_card(self) -> str:
         """task_card.md filled with the evaluation's facts and the run's position."""

@@ -273,7 +273,7 @@ class Candidate:
             "score": None if r is None else r.score,
             "ci_low": None if r is None else r.ci_low,
             "ci_high": None if r is None else r.ci_high,
-            "verdict": "" if r is None else r.verdict,
+            "verdict": "" if r is None else prompt_verdict(r),
             "metrics": {} if r is None else dict(r.metrics),
             "seeds": [] if r is None else list(r.seeds),
             "candidate_per_seed": [] if r is None else list(r.candidate_per_seed),
@@ -287,3 +287,12 @@ class Candidate:
             "outcome": self.outcome,
             "failure": self.failure,
         }
+
+
+def prompt_verdict(result: EvalResult) -> str:
+    """The evaluation's verdict as the proposer and the analyst may read it: a BETTER on the
+    selection seeds is only "promising" (the seeds chose it, so its score is inflated; only the
+    confirmation on fresh seeds may say BETTER), the other verdicts as they are."""
+    if result.verdict == "better":
+        return "promising (better on the selection seeds, not confirmed)"
+    return result.verdict

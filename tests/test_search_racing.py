@@ -167,6 +167,19 @@ def test_the_confirmed_mean_must_reach_the_minimum_effect():
         is Verdict.NOT_SHOWN
 
 
+def test_the_proposer_never_reads_better_before_the_confirmation():
+    """A BETTER on the selection seeds reaches the researcher and the analyst as "promising":
+    those seeds chose the candidate, so only the confirmation on fresh seeds may say BETTER."""
+    import dataclasses
+
+    c = candidate("c1", [0.2, 0.25, 0.3])
+    better = dataclasses.replace(c, result=dataclasses.replace(c.result, verdict="better"))
+    assert better.brief()["verdict"].startswith("promising")
+    assert "better" not in better.brief()["verdict"].replace("better on the selection", "")
+    worse = dataclasses.replace(c, result=dataclasses.replace(c.result, verdict="worse"))
+    assert worse.brief()["verdict"] == "worse"
+
+
 def test_confirmation_seeds_that_selection_uses_are_refused_at_config_load():
     with pytest.raises(ConfigError, match=r"confirm.seeds \[4\] are also selection seeds"):
         loads_config(racing_config(extra=RACING.replace("[100, 101, 102, 103]", "[4, 100]")))
