@@ -22,7 +22,7 @@ from linarch.dsl.pipeline import Result, analyse
 from linarch.dsl.source import Source
 from linarch.dsl.unit import Options
 
-DTYPES = ("bf16", "fp16", "fp32")
+DTYPES = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class CompileOptions:
 
     target: Target = Target.TORCH
     chunk_size: int = 64
-    kernel_dtype: str = "bf16"
+    kernel_dtype: str = "auto"
     autotune: bool = True
 
     def __post_init__(self) -> None:

@@ -22,11 +22,13 @@ class TritonOptions:
     """Every knob that changes the generated file (part of the cache key)."""
 
     chunk_size: int = 64
-    dtype: str = "bf16"  # kernel input dtype: bf16, fp16 or fp32 (states are fp32)
-    autotune: bool = True  # False: one fixed config (required under TRITON_INTERPRET=1)
+    # kernel input dtype (states are fp32): auto (bf16 on a GPU, fp32 under the interpreter,
+    # chosen at import), bf16, fp16 or fp32
+    dtype: str = "auto"
+    autotune: bool = True  # False: one fixed config (the interpreter always runs one)
 
 
-def generate(unit: Unit, *, chunk_size: int = 64, dtype: str = "bf16",
+def generate(unit: Unit, *, chunk_size: int = 64, dtype: str = "auto",
              autotune: bool = True) -> str:
     options = TritonOptions(chunk_size, dtype, autotune)
     return checked(TritonGenerator(unit, options).render())
@@ -140,7 +142,10 @@ class TritonGenerator(Generator):
         return "\n\n" + "\n\n".join(s.rstrip("\n") for s in sources) + "\n\n\n" + glue
 
     def header(self) -> str:
-        return (f"# Target: triton (kernel dtype {self.triton.dtype}, autotune "
+        dtype = self.triton.dtype
+        if dtype == "auto":
+            dtype = "auto: bf16 on a GPU, fp32 interpreted"
+        return (f"# Target: triton (kernel dtype {dtype}, autotune "
                 f"{self.triton.autotune}).\n" + super().header())
 
 

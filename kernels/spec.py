@@ -166,7 +166,11 @@ class KernelOptions:
         validate_options(self)
 
 
-DTYPES = {"bf16": "torch.bfloat16", "fp16": "torch.float16", "fp32": "torch.float32"}
+# the dtype the kernels take their inputs in, as a torch expression in the generated module;
+# "auto" is chosen when the module is imported (bf16 on a GPU; fp32 under TRITON_INTERPRET=1,
+# which computes bf16 wrong), so one file behaves the same wherever it was generated
+DTYPES = {"bf16": "torch.bfloat16", "fp16": "torch.float16", "fp32": "torch.float32",
+          "auto": "torch.float32 if INTERPRET else torch.bfloat16"}
 CHUNK_SIZES = (16, 32, 64)
 MAX_MICRO_STEPS = 8
 SOLVE_PRECISIONS = ("ieee", "tf32x3", "tf32")

@@ -77,10 +77,10 @@ TARGETS = tuple(t.value for t in Target)
 
 def options(target: str | Target = "torch", *, chunk_size: int = 64,
             kernel_dtype: str | None = None) -> CompileOptions:
-    """The one options object for a target. For triton the kernels take bf16 inputs, except
-    under TRITON_INTERPRET=1 (fp32: the interpreter computes bf16 wrong), read here, once, into
-    the options. They always autotune on a GPU: whether a kernel can (not under the interpreter,
-    which has no GPU to time on) is decided when the file is imported, not when generated."""
+    """The one options object for a target. For triton the kernels' input dtype is `auto`
+    unless `kernel_dtype` names one: the generated file chooses when it is imported (bf16 on a
+    GPU, fp32 under TRITON_INTERPRET=1, which computes bf16 wrong), as it chooses whether to
+    autotune, so nothing in the environment at generation time changes a byte of the file."""
     name = target.value if isinstance(target, Target) else target
     if name not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
@@ -89,11 +89,7 @@ def options(target: str | Target = "torch", *, chunk_size: int = 64,
         if kernel_dtype is not None:
             raise ValueError("kernel_dtype applies to target='triton' only")
         return CompileOptions(target, chunk_size)
-    import os
-
-    interpreting = os.environ.get("TRITON_INTERPRET") == "1"
-    dtype = kernel_dtype or ("fp32" if interpreting else "bf16")
-    return CompileOptions(target, chunk_size, dtype)
+    return CompileOptions(target, chunk_size, kernel_dtype or "auto")
 
 
 def backend(device_type: str) -> str:
@@ -129,7 +125,7 @@ def generate(path_or_source: Sourceish, target: str = "torch", *, chunk_size: in
              kernel_dtype: str | None = None) -> str:
     """The generated Python source of a program's layer (one file; torch, or torch + triton).
 
-    ``kernel_dtype`` (triton target only: "bf16", "fp16" or "fp32") is the dtype the fused
+    ``kernel_dtype`` (triton target only: "auto", "bf16", "fp16" or "fp32") is the dtype the fused
     kernels take their inputs in (see ``options``)."""
     return build(path_or_source, target, chunk_size=chunk_size, kernel_dtype=kernel_dtype).text
 

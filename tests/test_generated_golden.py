@@ -65,7 +65,8 @@ def test_generated_lines_fit_in_100_columns(name: str, target: str) -> None:
     if target == "triton":
         compiled = build(Source(example_path(name).read_text(encoding="utf-8"),
                                 f"examples/{name}.lin"), TARGETS[target])
-        options = KernelOptions()
+        options = KernelOptions(chunk_size=TARGETS[target].chunk_size,
+                                dtype=TARGETS[target].kernel_dtype)
         for sp in compiled.plan.states:
             spec = getattr(sp, "spec", None)
             if spec is not None:

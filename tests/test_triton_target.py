@@ -77,7 +77,8 @@ def test_every_example_runs_fused_kernels_that_match_the_torch_target(name, tmp_
     header = triton_text.split("\nclass ")[0]
     assert "fused Triton kernels (" in header and "no fused kernel" not in header
     env = dict(os.environ, TRITON_INTERPRET="1")
-    # the interpreter computes bf16 wrong: regenerate in fp32 as the CLI does under it
+    # the same file runs under the interpreter: its kernel dtype (auto) is fp32 there, chosen
+    # at import, since the interpreter computes bf16 wrong
     script = tmp_path / "run.py"
     script.write_text(RUNNER)
     # generated under the interpreter, the file still autotunes on a GPU (decided at import)
@@ -86,8 +87,10 @@ def test_every_example_runs_fused_kernels_that_match_the_torch_target(name, tmp_
          "triton", "--chunk-size", str(CHUNK), "-o", str(tmp_path / "fused.py")], env=env,
         capture_output=True, text=True)
     assert gen.returncode == 0, gen.stderr
-    assert "# Target: triton (kernel dtype fp32, autotune True)." in \
-        (tmp_path / "fused.py").read_text()
+    assert (tmp_path / "fused.py").read_text() == linarch.generate(
+        f"examples/{name}.lin", target="triton", chunk_size=CHUNK)  # the environment is no input
+    assert "# Target: triton (kernel dtype auto: bf16 on a GPU, fp32 interpreted, autotune " \
+        "True)." in (tmp_path / "fused.py").read_text()
     (tmp_path / "plain.py").write_text(linarch.generate(f"examples/{name}.lin", target="torch",
                                                         chunk_size=CHUNK))
     cls = linarch.analyze(f"examples/{name}.lin").name
