@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -380,6 +380,7 @@ def compare(
     progress: bool = False,
     checkpoints: Path | None = None,
     run_dir: str = "",
+    widths: Mapping[str, object] | None = None,
 ) -> Comparison:
     """Compare `candidate` with `baseline` (None: train the candidate alone) under `budget`.
 
@@ -387,7 +388,8 @@ def compare(
     schedule. `baseline_cache` memoises finished runs of both arms (the baseline's across
     candidates, the candidate's across calls with more seeds); `store` records the mixers, the
     runs trained here and the comparison. `workers` > 1 trains runs in that many processes
-    (the mixers are compiled again there from their source).
+    (the mixers are compiled again there from their source). `widths`: the candidate's own
+    keywords when `match` is NONE (a published configuration; see `match_width`).
     """
     started = time.perf_counter()
     device = device or default_device()
@@ -399,7 +401,7 @@ def compare(
     matches: dict[str, MatchResult] = {}
     shapes: dict[tuple[Role, str], ModelShape] = {}
     for problem, _ in budget.problems:
-        m = match_width(problem, candidate, baseline, budget.tolerance, match) \
+        m = match_width(problem, candidate, baseline, budget.tolerance, match, widths) \
             if baseline is not None else unmatched(problem, candidate, budget.tolerance)
         matches[problem.name] = m
         shapes[(Role.CANDIDATE, problem.name)] = m.candidate_shape

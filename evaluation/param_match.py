@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -223,19 +224,26 @@ def _scaled(knobs: dict[str, float], scale: float) -> dict[str, float]:
 
 
 def match_width(problem: Problem, candidate: MixerSpec, baseline: MixerSpec,
-                tolerance: float = 0.05, target: MatchTarget = MatchTarget.PARAMS) -> MatchResult:
+                tolerance: float = 0.05, target: MatchTarget = MatchTarget.PARAMS,
+                widths: Mapping[str, object] | None = None) -> MatchResult:
     """The candidate width whose count (or state) is nearest the baseline's at the preset shape.
 
     Raises MatchError when no width lands within `tolerance` (relative), naming the nearest.
+    `widths` sets the candidate's own keywords when nothing is matched (`MatchTarget.NONE`): a
+    configuration a published number was measured at, such as Zoology's Mamba2 d_state 16.
     """
     base_shape = problem.shape
     base = measure(problem, baseline, base_shape)
     if base is None:
         raise MatchError(f"baseline {baseline.name} cannot be built at {base_shape}")
+    if widths and target is not MatchTarget.NONE:
+        raise MatchError(f"explicit widths {dict(widths)} for {candidate.name} would be "
+                         f"overridden by matching {target.value}: use match 'none' with them")
     if target is MatchTarget.NONE:
-        size = measure(problem, candidate, base_shape)
+        shape = base_shape.with_mixer_kwargs(**widths) if widths else base_shape
+        size = measure(problem, candidate, shape)
         if size is None:
-            raise MatchError(f"candidate {candidate.name} cannot be built at {base_shape}")
+            raise MatchError(f"candidate {candidate.name} cannot be built at {shape}")
         return MatchResult(base, size, tolerance, target)
     goal = _measure(base, target)
     knobs = width_knobs(candidate, base_shape)

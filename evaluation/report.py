@@ -17,7 +17,7 @@ def verdict_meaning(c: Comparison) -> str:
     m = c.budget.metric
     unit = m.name
     effect = f" by at least {s.min_effect:g} {unit}" if s.min_effect > 0 else ""
-    level = f"{s.confidence:.0%}"
+    level = f"{100 * s.confidence:.3g}%"
     if s.verdict is Verdict.BETTER:
         return (f"BETTER: the candidate's {unit} is {'higher' if m.higher_is_better else 'lower'}"
                 f" than the baseline's on these seeds{effect}, and the {level} interval of the "
@@ -110,7 +110,7 @@ def summary(c: Comparison) -> str:
             for lk in c.looks))
     s = c.stats
     if s is not None:
-        lines.append(f"  mean difference {s.mean_difference:+.4f} ({s.confidence:.0%} CI "
+        lines.append(f"  mean difference {s.mean_difference:+.4f} ({100 * s.confidence:.3g}% CI "
                      f"[{s.ci_low:+.4f}, {s.ci_high:+.4f}], {s.pairs} pair(s), minimum effect "
                      f"{s.min_effect:g}): {s.verdict.value.upper()}")
         lines.append(f"  {verdict_meaning(c)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from linarch.evaluation.problems import MADProblem, ModelShape, MQARProblem
 from linarch_testing import mixers as mt
 
 HYBRID = ("base_conv", "mixer")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -92,6 +94,21 @@ def test_no_matching_keeps_the_declared_width_and_reports_the_gap():
     match = match_width(problem, mt.spec("softmax_attention"), base, target=MatchTarget.NONE)
     assert match.candidate_shape == problem.shape and match.within_tolerance
     assert match.params_difference < -0.1
+
+
+def test_a_published_configuration_sets_the_candidates_own_keywords_when_nothing_is_matched():
+    from linarch.evaluation.mixers import mixer_from_dsl
+
+    problem = mqar(ModelShape(64, 2, 2, use_mlp=False, block_kinds=HYBRID))
+    mamba2 = mixer_from_dsl(ROOT / "examples" / "mamba2.lin")
+    declared = match_width(problem, mamba2, mamba2, target=MatchTarget.NONE)
+    zoology = match_width(problem, mamba2, mamba2, target=MatchTarget.NONE,
+                          widths={"state_size": 16})
+    assert dict(zoology.candidate_shape.mixer_kwargs) == {"state_size": 16}
+    assert zoology.baseline_shape == problem.shape  # the baseline keeps its declared width
+    assert zoology.candidate.state_bytes < declared.candidate.state_bytes / 4
+    with pytest.raises(MatchError, match="use match 'none'"):
+        match_width(problem, mamba2, mamba2, widths={"state_size": 16})
 
 
 def test_a_mixer_without_width_keywords_out_of_tolerance_is_refused_with_the_fix():

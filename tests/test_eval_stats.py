@@ -89,3 +89,34 @@ def test_calibration_block_is_replaced_in_place(tmp_path):
     assert doc.read_text() == f"# t\n{start}\nnew table\n{end}\ntail\n"
     with pytest.raises(ValueError, match="no"):
         write_block(doc, "x", TaskKind.MQAR)
+
+
+def test_a_calibration_runs_each_reference_at_its_published_configuration(tmp_path):
+    """End to end on the tiny budget: the reference set through `compare`, a published
+    configuration (Mamba2 at d_state 8) applied, the controls and an A/A repeat, the table."""
+    from pathlib import Path
+
+    import torch
+
+    from linarch.evaluation.calibration import Reference, calibrate, table_markdown
+    from linarch.evaluation.presets import Preset, TaskKind, budget_for
+    from linarch.evaluation.store import ExperimentStore
+
+    torch.set_num_threads(1)
+    root = Path(__file__).resolve().parent.parent
+    refs = (Reference("DeltaNet", "examples/deltanet.lin", 0.79, "s", role="baseline"),
+            Reference("Mamba2, d_state 8", "examples/mamba2.lin", 0.52, "s",
+                      widths=(("state_size", 8),)),
+            Reference("linear attention", "examples/linear_attention.lin", 0.7, "s",
+                      role="worse"))
+    cal = calibrate(budget_for(TaskKind.MQAR, Preset.TINY), (0, 1),
+                    ExperimentStore(tmp_path / "c.sqlite"), references=refs, root=root,
+                    aa_repeats=1, workers=1, log=lambda line: None)
+    rows = {row.reference.label: row for row in cal.rows}
+    assert set(rows) == {r.label for r in refs} and all(len(r.values) == 2 for r in rows.values())
+    mamba = next(iter(rows["Mamba2, d_state 8"].comparison.matches.values()))
+    assert dict(mamba.candidate_shape.mixer_kwargs) == {"state_size": 8}
+    assert [ref.label for ref, _ in cal.controls] == ["linear attention"] and len(cal.aa) == 1
+    table = table_markdown(cal)
+    assert "| Mamba2, d_state 8 |" in table and "Kendall's tau-b" in table
+    assert "configuration of its published number" in table
