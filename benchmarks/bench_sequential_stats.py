@@ -17,7 +17,7 @@ import random
 from statistics import median
 
 from linarch.evaluation.presets import Preset, TaskKind, budget_for
-from linarch.evaluation.stats import Verdict, paired_comparison
+from linarch.evaluation.stats import Verdict, level, paired_comparison
 
 
 def simulate(sd: float, delta: float, looks: tuple[int, ...], confidence: float,
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     budget = budget_for(TaskKind.MQAR, Preset(args.preset))
     looks, rule = budget.schedule.looks, budget.rule
-    print(f"preset {args.preset}: looks at {looks}, {rule.confidence:.0%} intervals, minimum "
+    print(f"preset {args.preset}: looks at {looks}, {level(rule.confidence)} intervals, minimum "
           f"effect {rule.min_effect}, paired SD {args.sd}, {args.trials} trials each")
     rng = random.Random(0)
     for delta in [0.0, *args.gains]:

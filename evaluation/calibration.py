@@ -42,13 +42,13 @@ from .presets import Budget, Preset, TaskKind, budget_for
 from .report import kept_hypers
 from .run_cache import RunCache
 from .seeds import SeedSchedule
-from .stats import Verdict, t_quantile
+from .stats import Verdict, level, t_quantile
 from .store import ExperimentStore
 
 MATCHING = {MatchTarget.PARAMS: "each mixer's own width matched to DeltaNet's parameters",
             MatchTarget.STATE: "each mixer's own width matched to DeltaNet's state",
-            MatchTarget.NONE: "each mixer at the configuration of its published number (Zoology's "
-                                 "protocol: declared widths, Mamba2's d_state as named)"}
+            MatchTarget.NONE: ("each mixer at the configuration of its published number "
+                               "(Zoology's protocol: declared widths, Mamba2's d_state as named)")}
 
 
 def markers(task: TaskKind, block: str | None = None) -> tuple[str, str]:
@@ -278,11 +278,6 @@ def _children_cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def _level(confidence: float) -> str:
-    """95%, or 98.3% for the proxy's per-look level."""
-    return f"{100 * confidence:.3g}%"
-
-
 def table_markdown(cal: Calibration) -> str:
     """The calibration as a markdown block (what --write puts in docs/evaluation.md)."""
     b = cal.budget
@@ -297,7 +292,7 @@ def table_markdown(cal: Calibration) -> str:
         f"CPU-min, load average {cal.load_before[0]:.1f} before and {cal.load_after[0]:.1f} "
         f"after.",
         "",
-        f"| mixer | {metric} (95% CI) | vs DeltaNet ({_level(b.rule.confidence)} CI) | verdict "
+        f"| mixer | {metric} (95% CI) | vs DeltaNet ({level(b.rule.confidence)} CI) | verdict "
         "| params | state bytes "
         "| lr | published | source |",
         "|---|---|---|---|---|---|---|---|---|",

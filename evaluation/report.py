@@ -6,7 +6,7 @@ import math
 
 from .compare import Comparison, Role
 from .param_match import MatchResult
-from .stats import Verdict
+from .stats import Verdict, level
 
 
 def verdict_meaning(c: Comparison) -> str:
@@ -17,19 +17,19 @@ def verdict_meaning(c: Comparison) -> str:
     m = c.budget.metric
     unit = m.name
     effect = f" by at least {s.min_effect:g} {unit}" if s.min_effect > 0 else ""
-    level = f"{100 * s.confidence:.3g}%"
+    at = level(s.confidence)
     if s.verdict is Verdict.BETTER:
         return (f"BETTER: the candidate's {unit} is {'higher' if m.higher_is_better else 'lower'}"
-                f" than the baseline's on these seeds{effect}, and the {level} interval of the "
+                f" than the baseline's on these seeds{effect}, and the {at} interval of the "
                 f"paired difference excludes zero.")
     if s.verdict is Verdict.WORSE:
         return (f"WORSE: the candidate's {unit} is {'lower' if m.higher_is_better else 'higher'}"
-                f" than the baseline's{effect}, and the {level} interval excludes zero.")
+                f" than the baseline's{effect}, and the {at} interval excludes zero.")
     if s.equivalent:
-        return (f"INDISTINGUISHABLE: the {level} interval lies within +-{s.min_effect:g}: no "
+        return (f"INDISTINGUISHABLE: the {at} interval lies within +-{s.min_effect:g}: no "
                 f"difference of that size between the two at this budget.")
     small = f", or the difference is under {s.min_effect:g}" if s.min_effect > 0 else ""
-    return (f"INDISTINGUISHABLE: the {level} interval includes zero{small}: these seeds "
+    return (f"INDISTINGUISHABLE: the {at} interval includes zero{small}: these seeds "
             f"cannot tell the two apart.")
 
 
@@ -110,7 +110,7 @@ def summary(c: Comparison) -> str:
             for lk in c.looks))
     s = c.stats
     if s is not None:
-        lines.append(f"  mean difference {s.mean_difference:+.4f} ({100 * s.confidence:.3g}% CI "
+        lines.append(f"  mean difference {s.mean_difference:+.4f} ({level(s.confidence)} CI "
                      f"[{s.ci_low:+.4f}, {s.ci_high:+.4f}], {s.pairs} pair(s), minimum effect "
                      f"{s.min_effect:g}): {s.verdict.value.upper()}")
         lines.append(f"  {verdict_meaning(c)}")

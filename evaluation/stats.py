@@ -37,6 +37,11 @@ class DecisionRule:
             raise ValueError(f"min_effect must be >= 0, got {self.min_effect}")
 
 
+def level(confidence: float) -> str:
+    """An interval's level as printed: 95%, 97.5% (the proxy's per-look level)."""
+    return f"{100 * confidence:.3g}%"
+
+
 @dataclass(frozen=True)
 class PairedComparison:
     """Candidate minus baseline, in the metric's own units (positive = larger metric)."""
