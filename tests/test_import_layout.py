@@ -85,7 +85,11 @@ def test_linarch_models_imports_from_the_root_with_the_real_transformers():
     out = run("import linarch.models.modeling, transformers.integrations.hub_kernels as h, "
               "kernels; print(kernels.__file__)", ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert not out.stdout.strip().startswith(str(ROOT))
+    # Hugging Face's package, not the project's kernels/ folder (a virtualenv inside the
+    # checkout, such as ./.venv, is a fine place for it to live).
+    where = out.stdout.strip()
+    assert where != "None"  # a namespace package: the project's folder, no __init__.py
+    assert not Path(where).resolve().is_relative_to((ROOT / "kernels").resolve())
 
 
 @pytest.mark.parametrize("argv", [
