@@ -1,0 +1,65 @@
+"""Calibration: rank correlations, the documented block, and a calibration run end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from linarch.evaluation.calibration import (
+    Reference,
+    calibrate,
+    kendall_tau_b,
+    markers,
+    spearman_rho,
+    table_markdown,
+    write_block,
+)
+from linarch.evaluation.presets import Preset, TaskKind, budget_for
+from linarch.evaluation.store import ExperimentStore
+
+stats = pytest.importorskip("scipy.stats")
+
+
+@pytest.mark.parametrize("x, y", [
+    ([0.9, 0.7, 0.8, 0.1, 0.5], [1.0, 0.8, 0.79, 0.53, 0.73]),
+    ([0.98, 0.74, 0.52, 0.6, 0.3, 0.2], [1.0, 0.79, 0.89, 0.89, 0.53, 0.7]),  # ties in y
+    ([1, 2, 2, 3], [4, 3, 3, 1]),
+])
+def test_rank_correlations_match_scipy(x, y):
+    assert kendall_tau_b(x, y) == pytest.approx(stats.kendalltau(x, y).statistic)
+    assert spearman_rho(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
+
+
+def test_calibration_block_is_replaced_in_place(tmp_path):
+    start, end = markers(TaskKind.LM)
+    doc = tmp_path / "d.md"
+    doc.write_text(f"# t\n{start}\nold\n{end}\ntail\n")
+    write_block(doc, "new table", TaskKind.LM)
+    assert doc.read_text() == f"# t\n{start}\nnew table\n{end}\ntail\n"
+    with pytest.raises(ValueError, match="no"):
+        write_block(doc, "x", TaskKind.MQAR)
+
+
+def test_a_calibration_runs_each_reference_at_its_published_configuration(tmp_path):
+    """End to end on the tiny budget: the reference set through `compare`, a published
+    configuration (Mamba2 at d_state 8) applied, the controls and an A/A repeat, the table."""
+    torch.set_num_threads(1)
+    root = Path(__file__).resolve().parent.parent
+    refs = (Reference("DeltaNet", "examples/deltanet.lin", 0.79, "s", role="baseline"),
+            Reference("Mamba2, d_state 8", "examples/mamba2.lin", 0.52, "s",
+                      widths=(("state_size", 8),)),
+            Reference("linear attention", "examples/linear_attention.lin", 0.7, "s",
+                      role="worse"))
+    cal = calibrate(budget_for(TaskKind.MQAR, Preset.TINY), (0, 1),
+                    ExperimentStore(tmp_path / "c.sqlite"), references=refs, root=root,
+                    aa_repeats=1, workers=1, log=lambda line: None)
+    rows = {row.reference.label: row for row in cal.rows}
+    assert set(rows) == {r.label for r in refs} and all(len(r.values) == 2 for r in rows.values())
+    mamba = next(iter(rows["Mamba2, d_state 8"].comparison.matches.values()))
+    assert dict(mamba.candidate_shape.mixer_kwargs) == {"state_size": 8}
+    assert [ref.label for ref, _ in cal.controls] == ["linear attention"] and len(cal.aa) == 1
+    table = table_markdown(cal)
+    assert "| Mamba2, d_state 8 |" in table and "Kendall's tau-b" in table
+    assert "configuration of its published number" in table
