@@ -201,20 +201,29 @@ class MQARProblem(Problem):
 
     def __init__(self, setting: MQARSetting, shape: ModelShape, num_train: int, num_test: int,
                  eval_batch_size: int = 256, tests: tuple[MQARSetting, ...] = (),
-                 num_valid: int = 0) -> None:
+                 num_valid: int = 0, mix: tuple[MQARSetting, ...] = ()) -> None:
         self.setting = setting
+        # `mix`: more training settings of the same length; the training examples are split
+        # evenly over (setting, *mix), as Zoology trains on several pair counts at once.
+        self.mix = tuple(mix)
         self.tests = tuple(tests) or (setting,)
         self.shape = shape
         self.num_train = num_train
         self.num_test = num_test
         self.num_valid = num_valid
         self.eval_batch_size = eval_batch_size
-        self.name = f"mqar-T{setting.seq_len}-kv{setting.num_kv_pairs}-V{setting.vocab_size}"
+        pairs = "+".join(str(t.num_kv_pairs) for t in (setting, *self.mix))
+        self.name = f"mqar-T{setting.seq_len}-kv{pairs}-V{setting.vocab_size}"
         if self.tests != (setting,):
             self.name += "-test-" + "+".join(setting_label(t) for t in self.tests)
         self.metric = Metric("accuracy", higher_is_better=True)
-        if any(t.vocab_size != setting.vocab_size for t in self.tests):
+        if any(t.vocab_size != setting.vocab_size for t in (*self.tests, *self.mix)):
             raise ValueError("MQAR test settings must share the training vocabulary")
+        if any(t.seq_len != setting.seq_len for t in self.mix):
+            raise ValueError("MQAR training settings must share one sequence length")
+        if self.mix and num_train % (1 + len(self.mix)):
+            raise ValueError(f"{num_train} training examples do not split evenly over "
+                             f"{1 + len(self.mix)} training settings")
 
     @property
     def vocab_size(self) -> int:
@@ -225,17 +234,32 @@ class MQARProblem(Problem):
         return max(t.seq_len for t in (self.setting, *self.tests))
 
     def definition(self) -> dict:
-        return {"task": "mqar", "train": vars(self.setting), "tests": [vars(t) for t in self.tests],
-                "num_train": self.num_train, "num_test": self.num_test,
-                "num_valid": self.num_valid, "shape": shape_json(self.shape)}
+        definition = {"task": "mqar", "train": vars(self.setting),
+                      "tests": [vars(t) for t in self.tests], "num_train": self.num_train,
+                      "num_test": self.num_test, "num_valid": self.num_valid,
+                      "shape": shape_json(self.shape)}
+        if self.mix:
+            definition["mix"] = [vars(t) for t in self.mix]
+        return definition
 
     def make_data(self, seed: int) -> MQARData:
         def splits(stream: str, count: int) -> dict[str, TokenSplit]:
             return {setting_label(t): generate_mqar(t, count, seed, f"{stream}-{setting_label(t)}")
                     for t in self.tests} if count else {}
 
-        return MQARData(train=generate_mqar(self.setting, self.num_train, seed, "train"),
-                        test=splits("test", self.num_test), valid=splits("valid", self.num_valid))
+        return MQARData(train=self._train_split(seed), test=splits("test", self.num_test),
+                        valid=splits("valid", self.num_valid))
+
+    def _train_split(self, seed: int) -> TokenSplit:
+        if not self.mix:
+            return generate_mqar(self.setting, self.num_train, seed, "train")
+        each = self.num_train // (1 + len(self.mix))
+        parts = [generate_mqar(t, each, seed, f"train-{setting_label(t)}")
+                 for t in (self.setting, *self.mix)]
+        # Interleaved, so that a prefix of the split holds every setting in equal parts.
+        inputs = torch.stack([p.inputs for p in parts], dim=1).reshape(-1, self.setting.seq_len)
+        labels = torch.stack([p.labels for p in parts], dim=1).reshape(-1, self.setting.seq_len)
+        return TokenSplit(inputs, labels)
 
     def build_model(self, mixer: MixerSpec, shape: ModelShape) -> nn.Module:
         config = linarch_config(mixer, shape, self.setting.vocab_size)

@@ -8,6 +8,7 @@ every section has defaults that run a small local search. Example:
     preset = "proxy"
     seeds = [0, 1, 2]
     seed_programs = ["example:deltanet", "my_mixers/fir_router.lin"]
+    baseline = "example:deltanet"           # the score's zero (the default)
 
     [llm]
     base_url = "http://127.0.0.1:8000/v1"
@@ -79,6 +80,9 @@ class RunConfig:
     seeds: tuple[int, ...] = (0, 1, 2)  # training seeds per evaluation
     # evaluated first, the baseline first: paths (relative to the config file) or "example:NAME"
     seed_programs: tuple[str, ...] = ("example:deltanet",)
+    # what every candidate is compared with (the score's zero): a path (relative to the config
+    # file) or "example:NAME"; copied into RUN/baseline.lin when the run is created
+    baseline: str = "example:deltanet"
     store: str = ""  # SQLite store shared with linarch.evaluation; "" = RUN/store.sqlite
 
 

@@ -3,13 +3,14 @@
     static    the compiler's checks (types, causality, cost); the analysis numbers
     numerics  the compiled layer: chunked form equals the recurrent form (fp64), and a causality
               probe (perturbing token t0 changes nothing before t0, not even gradients)
-    mqar      the calibrated MQAR proxy (docs/evaluation.md): candidate against DeltaNet
+    mqar      the calibrated MQAR proxy (docs/evaluation.md): candidate against the baseline
     mad, lm   MAD's six tasks, or language modelling on the embedded corpus
     recall+lm both axes: the MQAR proxy and the LM proxy, each with its own interval and verdict
     scale     MQAR again at the next larger preset
 
-Every trained stage is `linarch.evaluation.compare` (the path `linarch train` takes too):
-DeltaNet (examples/deltanet.lin, compiled by the same compiler) at matched parameters, on the
+Every trained stage is `linarch.evaluation.compare` (the path `linarch train` takes too): the
+run's baseline (RUN/baseline.lin from `run.baseline`; DeltaNet, examples/deltanet.lin, by
+default), compiled by the same compiler, at matched parameters, on the
 same data and seeds, each arm at its own learning rate from the budget's grid. The run's seeds
 (`run.seeds`) are the first look of the budget's sequential schedule: a clear result stops
 there, a close one adds seeds up to the budget's cap. Every run goes into the run's experiment
@@ -146,17 +147,17 @@ def _schedule(job: EvalJob, budget):
 
 
 def _compare(job: EvalJob, stage: Stage):
-    from linarch.api import example_path
     from linarch.evaluation.compare import compare
     from linarch.evaluation.mixers import mixer_from_dsl
     from linarch.evaluation.presets import budget_for
     from linarch.evaluation.run_cache import RunCache
+    from linarch.search.rundir import baseline_source
 
     task, preset = _task_and_preset(job, stage)
     budget = budget_for(task, preset)
     store = _store(job)
     candidate = mixer_from_dsl(job.source)
-    baseline = mixer_from_dsl(example_path("deltanet"))
+    baseline = mixer_from_dsl(baseline_source(job.run_path))
     return compare(candidate, baseline, budget, _schedule(job, budget), store,
                    RunCache(store) if store is not None else None, log=lambda line: None,
                    run_dir=job.run_path)
@@ -197,8 +198,8 @@ def _trained(job: EvalJob, stage: Stage) -> EvalResult:
     return EvalResult.from_comparison(
         c.stats, metrics=metrics, seeds=c.seeds,
         detail=f"{c.budget.task.value}@{c.budget.preset.value}: {name} candidate "
-               f"{c.mean(Role.CANDIDATE):.4f} vs DeltaNet {c.mean(Role.BASELINE):.4f} over "
-               f"{len(c.seeds)} seeds; {c.stats.verdict.value}",
+               f"{c.mean(Role.CANDIDATE):.4f} vs {c.baseline.name} "
+               f"{c.mean(Role.BASELINE):.4f} over {len(c.seeds)} seeds; {c.stats.verdict.value}",
         candidate_per_seed=[s.value for s in c.role_scores(Role.CANDIDATE)],
         baseline_per_seed=[s.value for s in c.role_scores(Role.BASELINE)],
         curves=_candidate_curves(c))

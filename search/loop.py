@@ -561,7 +561,8 @@ class SearchLoop:
         if all(cid in s.confirm_results for cid in plan["ids"]):
             finals = [s.archive.candidates[cid] for cid in plan["ids"]]
             verdicts = confirm(finals, s.confirm_results, alpha=plan["alpha"],
-                               min_effect=plan["min_effect"])
+                               min_effect=plan["min_effect"],
+                               baseline=self.run_dir.baseline_name())
             self._emit("confirmed", verdicts=[v.to_dict() for v in verdicts])
             for v in verdicts:
                 self.progress.event("confirm", v.line())

@@ -147,11 +147,12 @@ class Confirmation:
     threshold: float  # Holm's level for this test
     tests: int  # the size of the family corrected for
     selection_score: float  # its score on the selection seeds, for the inflation
+    baseline: str = "DeltaNet"  # the name of the run's baseline (run.baseline)
 
     def to_dict(self) -> dict:
         return {"id": self.id, "verdict": self.verdict.value, "p_value": self.p_value,
                 "threshold": self.threshold, "tests": self.tests,
-                "selection_score": self.selection_score,
+                "selection_score": self.selection_score, "baseline": self.baseline,
                 "result": None if self.result is None else self.result.to_dict()}
 
     @classmethod
@@ -160,14 +161,15 @@ class Confirmation:
         return cls(str(data["id"]), Verdict(data["verdict"]),
                    None if result is None else EvalResult.from_dict(result),
                    float(data["p_value"]), float(data["threshold"]), int(data["tests"]),
-                   float(data["selection_score"]))
+                   float(data["selection_score"]), str(data.get("baseline", "DeltaNet")))
 
     def line(self) -> str:
         """What the command line and the report say of it."""
         if self.result is None:
             return f"{self.id}: confirmation failed"
         r = self.result
-        word = "BETTER than DeltaNet" if self.verdict is Verdict.BETTER else "not shown better"
+        word = f"BETTER than {self.baseline}" if self.verdict is Verdict.BETTER \
+            else "not shown better"
         return (f"{self.id}: {word} on {len(r.seeds)} fresh seeds: {r.score:+.4f} "
                 f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}], p {self.p_value:.4f} vs Holm "
                 f"{self.threshold:.4f} ({self.tests} tests); selection score "
@@ -175,7 +177,8 @@ class Confirmation:
 
 
 def confirm(finalists: Sequence[Candidate], results: Mapping[str, EvalResult | None], *,
-            alpha: float, min_effect: float = 0.0) -> list[Confirmation]:
+            alpha: float, min_effect: float = 0.0, baseline: str = "DeltaNet"
+            ) -> list[Confirmation]:
     """The verdicts of the final stage: Holm over every finalist (a failed evaluation counts
     as a test with p = 1, so failures cannot shrink the family)."""
     pvalues = {c.id: (one_sided_p(r) if (r := results.get(c.id)) is not None else 1.0)
@@ -192,7 +195,7 @@ def confirm(finalists: Sequence[Candidate], results: Mapping[str, EvalResult | N
         else:
             verdict = Verdict.NOT_SHOWN
         out.append(Confirmation(c.id, verdict, r, pvalues[c.id], threshold, len(finalists),
-                                c.score))
+                                c.score, baseline))
     return out
 
 

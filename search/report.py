@@ -3,8 +3,9 @@
 Everything is read back from the run's journal (the same replay a resume uses) and its LLM
 transcript, so a report can be made while the run is still going, or years later. The
 leaderboard ranks as the archive does: by how far a program went in the cascade, then by the
-lower bound of its 95% interval on the paired difference to DeltaNet (then the mean); it shows
-the interval, the LLM cost of the program, and its novelty, structural (1 - WL similarity to
+lower bound of its 95% interval on the paired difference to the run's baseline (DeltaNet unless
+run.baseline names another), then the mean; it shows the interval, the LLM cost of the
+program, and its novelty, structural (1 - WL similarity to
 the nearest program seen before it) and behavioural (1 - similarity of its outputs to the
 nearest fingerprint). Failed candidates and the proposals rejected before training (free:
 they did not count against the budget) get tables of their own. The page is one
@@ -155,9 +156,10 @@ def plot_progress(data: ReportData, path: Path) -> Path:
     if failed:
         low = min((c.score for _, c in ok), default=0.0)
         ax.scatter(failed, [low] * len(failed), marker="x", color="grey", label="failed")
-    ax.axhline(0.0, color="black", lw=0.8, ls="--", label="DeltaNet")
+    baseline = data.run.baseline_name()
+    ax.axhline(0.0, color="black", lw=0.8, ls="--", label=baseline)
     ax.set_xlabel("evaluation")
-    ax.set_ylabel("score (difference to DeltaNet)")
+    ax.set_ylabel(f"score (difference to {baseline})")
     ax.set_title("Best score over the run")
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)
@@ -238,11 +240,11 @@ def _confirmed_cell(r: Row) -> str:
     return r.confirmation + score
 
 
-def _confirmation_section(s: RunState) -> str:
+def _confirmation_section(s: RunState, baseline: str) -> str:
     e = html.escape
     if s.confirmations is None:
         return ("<h2>Confirmation</h2><p>Not run (yet): nothing in this run is BETTER than "
-                "DeltaNet until its finalists are confirmed on fresh seeds.</p>")
+                f"{e(baseline)} until its finalists are confirmed on fresh seeds.</p>")
     plan = s.confirm_plan or {}
     lines = "".join(f"<li>{e(Confirmation.from_dict(v).line())}</li>" for v in s.confirmations)
     seeds = ", ".join(map(str, plan.get("seeds", ())))
@@ -327,7 +329,7 @@ def render_html(data: ReportData, images: dict[str, Path]) -> str:
         "bound of the 95% interval on the selection seeds (racing gave the contenders more). " \
         "The selection calls a candidate promising at most; only the confirmation on fresh " \
         "seeds, Holm-corrected, calls one BETTER.</p>" + "".join(table)
-    sections += _confirmation_section(s)
+    sections += _confirmation_section(s, data.run.baseline_name())
     if failed:
         sections += "<h2>Failed evaluations</h2>" + failed
     if rejected_table:

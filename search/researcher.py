@@ -21,8 +21,8 @@ from linarch.search.proposer import ProposalRequest
 from linarch.search.templates import load_template
 
 DEFAULT_OBJECTIVE = (
-    "Design a sequence mixer that beats DeltaNet, trained under the same budget, on the "
-    "evaluation preset {preset}. The score of a program is its paired difference to DeltaNet "
+    "Design a sequence mixer that beats {baseline}, trained under the same budget, on the "
+    "evaluation preset {preset}. The score of a program is its paired difference to {baseline} "
     "over several seeds, with a 95% interval; programs are ranked by the interval's lower "
     "bound, so a gain must hold across seeds to count."
 )

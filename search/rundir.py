@@ -4,6 +4,8 @@
     RUN/journal.jsonl      every decision, fsync'd: the source of truth for resume and report
     RUN/transcript.jsonl   every LLM request and response (llm.py)
     RUN/programs/ID.lin    every proposed program, one file each, never overwritten
+    RUN/seeds/NN-NAME.lin  the seed programs, copied when the run was created
+    RUN/baseline.lin       the baseline every candidate is compared with (run.baseline)
     RUN/logs/              stdout/stderr of evaluation jobs that did not end OK
     RUN/store.sqlite       the experiment store, unless the config names a shared one
     RUN/report/            what `linarch report RUN` writes
@@ -57,6 +59,20 @@ class RunDir:
     def report(self) -> Path:
         return self.path / "report"
 
+    @property
+    def baseline(self) -> Path:
+        return self.path / "baseline.lin"
+
+    def baseline_source(self) -> str:
+        """The run's baseline program; DeltaNet for runs created before run.baseline existed."""
+        return baseline_source(self.path)
+
+    def baseline_name(self) -> str:
+        """The baseline's mixer name, for what the run prints (the program is the user's)."""
+        from linarch.api import analyze
+
+        return analyze(self.baseline_source()).name
+
     @classmethod
     def create(cls, path: Path | str, config_text: str) -> RunDir:
         """A new run: fails if `path` already holds one (use `open` to resume it)."""
@@ -104,6 +120,16 @@ class RunDir:
             yield
         finally:
             os.close(fd)
+
+
+def baseline_source(run_path: Path | str) -> str:
+    """The baseline of the run at `run_path` ("" or no copy there: DeltaNet, the default)."""
+    copy = Path(run_path) / "baseline.lin" if run_path else None
+    if copy is not None and copy.is_file():
+        return copy.read_text(encoding="utf-8")
+    from linarch.api import example_path
+
+    return example_path("deltanet").read_text(encoding="utf-8")
 
 
 def _write_atomic(path: Path, text: str) -> None:

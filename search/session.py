@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from linarch.api import check as check_program
 from linarch.api import example_path
 from linarch.search.analyzer import Analyzer
 from linarch.search.cognition import load_cognition
@@ -97,14 +98,26 @@ def create_run(config_path: Path | str, run_path: Path | str,
     seeds = run.path / "seeds"
     seeds.mkdir(exist_ok=True)
     for i, spec in enumerate(config.run.seed_programs):
-        if spec.startswith("example:"):
-            src = example_path(spec.split(":", 1)[1])
-        else:
-            src = Path(spec) if Path(spec).is_absolute() else config_path.parent / spec
-        if not src.exists():
-            raise ConfigError(f"seed program {spec!r} not found at {src}")
+        src = _program_path("seed program", spec, config_path.parent)
         (seeds / f"{i:02d}-{src.stem}.lin").write_text(src.read_text(encoding="utf-8"))
+    baseline = _program_path("run.baseline", config.run.baseline, config_path.parent)
+    errors = [d for d in check_program(baseline) if d.is_error]
+    if errors:
+        raise ConfigError(f"run.baseline {config.run.baseline!r} does not check: {baseline}:"
+                          f"{errors[0].line}: {errors[0].message}")
+    run.baseline.write_text(baseline.read_text(encoding="utf-8"), encoding="utf-8")
     return run
+
+
+def _program_path(what: str, spec: str, base: Path) -> Path:
+    """A program a config names: "example:NAME", or a path relative to the config's folder."""
+    if spec.startswith("example:"):
+        src = example_path(spec.split(":", 1)[1])
+    else:
+        src = Path(spec) if Path(spec).is_absolute() else base / spec
+    if not src.is_file():
+        raise ConfigError(f"{what} {spec!r} not found at {src}")
+    return src
 
 
 def seed_programs(run: RunDir) -> list[SeedProgram]:
@@ -165,7 +178,8 @@ def build_components(config: SearchConfig, run: RunDir) -> Components:
     proposer: Proposer
     if config.components.proposer == "llm":
         assert client is not None
-        objective = DEFAULT_OBJECTIVE.format(preset=config.run.preset)
+        objective = DEFAULT_OBJECTIVE.format(preset=config.run.preset,
+                                             baseline=run.baseline_name())
         proposer = LLMProposer(
             Researcher(client, reference, objective),
             Engineer(client, frontend.check, reference, config.engineer.max_repairs),

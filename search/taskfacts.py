@@ -31,27 +31,28 @@ def stage_problem(stage: str, preset: str) -> tuple[Any, Any, Any]:
     return budget, problem, config
 
 
-def trained_shape(source: str, stage: str, preset: str) -> dict[str, int]:
+def trained_shape(source: str, stage: str, preset: str, baseline: str) -> dict[str, int]:
     """The hyper-parameters the evaluation builds the candidate with at `stage`: the model's
-    hidden size and heads after matching DeltaNet's parameter count, and the head_dim that
-    follows them (evaluation.problems.shape_kwargs)."""
-    from linarch.api import example_path
+    hidden size and heads after matching the baseline's (a program's text) parameter count,
+    and the head_dim that follows them (evaluation.problems.shape_kwargs)."""
     from linarch.evaluation.mixers import mixer_from_dsl
     from linarch.evaluation.param_match import match_width
     from linarch.evaluation.problems import shape_kwargs
 
     budget, problem, _ = stage_problem(stage, preset)
     candidate = mixer_from_dsl(source)
-    shape = match_width(problem, candidate, mixer_from_dsl(example_path("deltanet")),
+    shape = match_width(problem, candidate, mixer_from_dsl(baseline),
                         budget.tolerance).candidate_shape
     return {"hidden_size": shape.hidden_size, "num_heads": shape.num_heads,
             **{k: int(v) for k, v in shape_kwargs(candidate, shape).items()}}
 
 
-def describe(stages: Sequence[str], preset: str) -> dict[str, Any]:
-    """Task-card facts (JSON-ready) for the first trained stage of a cascade."""
+def describe(stages: Sequence[str], preset: str, baseline_name: str) -> dict[str, Any]:
+    """Task-card facts (JSON-ready) for the first trained stage of a cascade, compared with
+    the baseline named `baseline_name`."""
     stage = first_trained_stage(stages)
-    facts: dict[str, Any] = {"stages": " -> ".join(stages), "preset": preset}
+    facts: dict[str, Any] = {"stages": " -> ".join(stages), "preset": preset,
+                             "baseline_name": baseline_name}
     if stage is None:
         facts["task"] = "the cascade's checks only (no trained stage)"
         return facts
@@ -75,9 +76,11 @@ def describe(stages: Sequence[str], preset: str) -> dict[str, Any]:
 def card_context(facts: Mapping[str, Any], *, seeds: Sequence[int], baseline: str, best: str,
                  budget: str) -> dict[str, Any]:
     """Everything task_card.md needs, with the values the evaluation could not know."""
-    keys = ("task", "metric", "higher_is_better", "problems", "shape", "training", "stages")
+    keys = ("task", "metric", "higher_is_better", "problems", "shape", "training", "stages",
+            "baseline_name")
     out: dict[str, Any] = {k: facts.get(k, "") for k in keys}
     out["higher_is_better"] = bool(facts.get("higher_is_better", True))
     out["task"] = out["task"] or "the configured cascade"
+    out["baseline_name"] = out["baseline_name"] or "DeltaNet"
     out.update(seeds=", ".join(map(str, seeds)), baseline=baseline, best=best, budget=budget)
     return out

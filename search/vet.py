@@ -2,7 +2,7 @@
 
 `vet` builds the candidate once, in a sandboxed worker (it runs generated code), and returns:
 
-- the shape the evaluation will train it at (width matched to DeltaNet's parameter count) and
+- the shape the evaluation will train it at (width matched to the baseline's parameter count) and
   its FLOPs per token and state bytes at that shape: the archive's descriptors, so a program
   whose declared defaults are large does not land in another cell than it is trained in;
 - a behavioural fingerprint: the layer's outputs on fixed inputs at one probe width, with every
@@ -68,14 +68,17 @@ class VetResult:
 def vet(job: VetJob) -> VetResult:
     import torch
 
+    from linarch.api import analyze
+    from linarch.search.rundir import baseline_source
     from linarch.search.taskfacts import describe, first_trained_stage, trained_shape
 
     torch.set_num_threads(int(os.environ.get("LINARCH_THREADS", "1")))
     notes = []
     stage = first_trained_stage(job.stages)
+    baseline = baseline_source(job.run_path)
     shape: dict[str, int] = {}
     if stage is not None:
-        shape = trained_shape(job.source, stage, job.preset)
+        shape = trained_shape(job.source, stage, job.preset, baseline)
     else:
         notes.append("no trained stage: costs at the declared defaults")
     flops, state = costs_at(job.source, shape)
@@ -83,7 +86,7 @@ def vet(job: VetJob) -> VetResult:
     if not fingerprint:
         notes.append("outputs not finite at the probe: no fingerprint")
     return VetResult(tuple(sorted(shape.items())), flops, state, fingerprint,
-                     describe(job.stages, job.preset), "; ".join(notes))
+                     describe(job.stages, job.preset, analyze(baseline).name), "; ".join(notes))
 
 
 def costs_at(source: str, hparams: Mapping[str, int]) -> tuple[int, int]:

@@ -101,3 +101,29 @@ def test_query_accuracy_counts_only_labelled_positions():
     labels = torch.tensor([[-100, 5, -100, 7], [-100, -100, 1, 2]])
     preds = torch.tensor([[5, 5, 0, 0], [0, 0, 1, 2]])
     assert query_accuracy(preds, labels) == 0.75
+
+
+def test_a_training_mixture_splits_the_examples_evenly_over_its_pair_counts():
+    """Zoology trains on several pair counts at once; a mixture's examples are each setting's
+    own generator's, interleaved so any prefix (a shorter run's steps) holds every setting."""
+    from linarch.evaluation.problems import ModelShape, MQARProblem
+
+    shape = ModelShape(32, 2, 2)
+    settings = [MQARSetting(256, 64, pairs) for pairs in (4, 8, 12, 16)]
+    problem = MQARProblem(settings[0], shape, num_train=40, num_test=4, mix=tuple(settings[1:]))
+    train = problem.make_data(seed=3).train
+    assert problem.name == "mqar-T64-kv4+8+12+16-V256"
+    labelled = (train.labels != -100).sum(dim=1).tolist()
+    assert labelled == [4, 8, 12, 16] * 10
+    own = generate_mqar(settings[2], 10, 3, "train-T64-kv12")
+    assert torch.equal(train.inputs[2::4], own.inputs)
+    assert torch.equal(train.labels[2::4], own.labels)
+    # Without a mixture nothing changes: the same data, and the same definition (budget key).
+    plain = MQARProblem(settings[0], shape, num_train=40, num_test=4)
+    assert "mix" not in plain.definition() and "mix" in problem.definition()
+    assert torch.equal(plain.make_data(3).train.inputs, generate_mqar(settings[0], 40, 3,
+                                                                      "train").inputs)
+    with pytest.raises(ValueError, match="share one sequence length"):
+        MQARProblem(settings[0], shape, 40, 4, mix=(MQARSetting(256, 128, 8),))
+    with pytest.raises(ValueError, match="do not split evenly over 4"):
+        MQARProblem(settings[0], shape, 42, 4, mix=tuple(settings[1:]))

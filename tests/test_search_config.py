@@ -115,6 +115,31 @@ def test_create_run_copies_seed_programs(tmp_path):
         create_run(tmp_path / "missing.toml", tmp_path / "run2")
 
 
+def test_the_baseline_is_deltanet_unless_the_config_names_another_program(tmp_path):
+    """run.baseline is copied into the run (a resume, the workers and the report read that
+    copy); a baseline that is missing or does not check stops the run before it starts."""
+    from linarch.search.rundir import baseline_source
+
+    (tmp_path / "plain.toml").write_text("[run]\nseed_programs = []\n")
+    run = create_run(tmp_path / "plain.toml", tmp_path / "default")
+    assert run.baseline_source() == example_path("deltanet").read_text()
+    assert run.baseline_name() == "DeltaNet"
+    (tmp_path / "la.toml").write_text(
+        '[run]\nseed_programs = []\nbaseline = "example:linear_attention"\n')
+    run = create_run(tmp_path / "la.toml", tmp_path / "la")
+    assert run.baseline.read_text() == example_path("linear_attention").read_text()
+    assert baseline_source(str(run.path)) == run.baseline.read_text()  # what a worker reads
+    assert run.baseline_name() == "LinearAttention"
+    assert baseline_source("") == example_path("deltanet").read_text()  # no run: the default
+    (tmp_path / "broken.lin").write_text("mixer Broken:\n    y = nowhere\n")
+    (tmp_path / "broken.toml").write_text('[run]\nseed_programs = []\nbaseline = "broken.lin"\n')
+    with pytest.raises(ConfigError, match=r"run.baseline 'broken.lin' does not check: .*broken"):
+        create_run(tmp_path / "broken.toml", tmp_path / "broken")
+    (tmp_path / "gone.toml").write_text('[run]\nseed_programs = []\nbaseline = "gone.lin"\n')
+    with pytest.raises(ConfigError, match="run.baseline 'gone.lin' not found"):
+        create_run(tmp_path / "gone.toml", tmp_path / "gone")
+
+
 def test_language_reference_is_the_condensed_docs_and_resolves_next_to_the_config(tmp_path):
     """By default the roles get the condensed reference (every program in it compiles, every
     builtin and parameter kind is named in it); a configured path is read relative to the

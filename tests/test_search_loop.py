@@ -303,7 +303,7 @@ def test_llm_search_end_to_end(tmp_path):
     check_journal(events)
     proposed = {e["id"]: e for e in events if e["event"] == "proposed"}
     assert proposed["c0001"]["repairs"] == 1 and proposed["c0002"]["repairs"] == 1
-    assert proposed["c0001"]["prompt_versions"] == ["researcher/2", "engineer_repair/1"]
+    assert proposed["c0001"]["prompt_versions"] == ["researcher/3", "engineer_repair/1"]
     assert all(e["failure"] is None for e in proposed.values())
     analyzed = {e["id"] for e in events if e["event"] == "analyzed"}
     assert analyzed == {e["id"] for e in events if e["event"] == "evaluated"} - {"s000"}

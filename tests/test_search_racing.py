@@ -22,6 +22,7 @@ from test_search_loop import check_journal, config_text, make_loop
 from linarch.search.config import ConfigError, loads_config
 from linarch.search.jsonl import read_jsonl
 from linarch.search.racing import (
+    Confirmation,
     Verdict,
     bounds,
     confirm,
@@ -157,6 +158,16 @@ def test_a_failed_confirmation_still_counts_in_the_family():
     assert verdicts["b"].verdict is Verdict.FAILED and verdicts["a"].tests == 2
     assert verdicts["a"].threshold == pytest.approx(0.025)
     assert verdicts["a"].verdict is Verdict.BETTER
+
+
+def test_the_verdict_names_the_runs_baseline_and_old_journals_read_as_deltanet():
+    finals = [candidate("a", [0.2, 0.21, 0.19])]
+    strong = result([0.20, 0.21, 0.19, 0.22], seeds=(100, 101, 102, 103))
+    (verdict,) = confirm(finals, {"a": strong}, alpha=0.05, baseline="LinearAttention")
+    assert verdict.line().startswith("a: BETTER than LinearAttention on 4 fresh seeds")
+    assert Confirmation.from_dict(verdict.to_dict()) == verdict
+    old = {k: v for k, v in verdict.to_dict().items() if k != "baseline"}
+    assert "BETTER than DeltaNet" in Confirmation.from_dict(old).line()
 
 
 def test_the_confirmed_mean_must_reach_the_minimum_effect():

@@ -156,7 +156,7 @@ def test_researcher_prompt_carries_parents_inspirations_memory_and_reference(tmp
     for needle in (REFERENCE, "beat DeltaNet on mqar", "c0001", "state delta", "c0002",
                    "state dplr", "The delta rule", "Schlag et al. 2021",
                    "the gate helped recall", "0.0200", "# The task\n- Measured: TASK-CARD-TEXT.",
-                   "Per seed: this program 0.820, 0.820; DeltaNet 0.800, 0.800",
+                   "Per seed: this program 0.820, 0.820; the baseline 0.800, 0.800",
                    "Curve (seed 0): 100: 0.100, 200: 0.520",
                    "- c0004: not evaluated (duplicate): like c0002. Idea: add a gate",
                    "- c0005: failed: mqar: timeout: killed after 900s",
@@ -260,7 +260,7 @@ def test_llm_proposer_is_a_proposer_and_sums_costs():
         proposal = proposer.propose(_request([_candidate("p", GOOD, 0.0)]))
     assert proposal.source == GOOD and proposal.failure is None and proposal.repairs == 1
     assert proposal.cost_usd == pytest.approx(client.ledger.total().usd)
-    assert proposal.prompt_versions == ("researcher/2", "engineer_repair/1")
+    assert proposal.prompt_versions == ("researcher/3", "engineer_repair/1")
 
 
 # ------------------------------------------------------------------------------ analyzer

@@ -19,13 +19,6 @@ import time
 from pathlib import Path
 
 
-def _setting(text: str):
-    from linarch.evaluation.mqar import MQARSetting
-
-    seq, pairs = (int(x) for x in text.split(","))
-    return seq, pairs, MQARSetting
-
-
 def job_key(job: dict) -> str:
     return json.dumps(job, sort_keys=True)
 
@@ -44,10 +37,12 @@ def run_job(job: dict) -> dict:
     shape = ModelShape(job["d"], len(layers) or 2, job["heads"], use_mlp=False,
                        block_kinds=layers).with_mixer_kwargs(**job.get("kwargs", {}))
     vocab = job["vocab"]
-    train = MQARSetting(vocab, *job["train"])
+    # "train": one [seq, pairs], or a list of them (a mixture, split evenly).
+    first, *mix = (job["train"] if isinstance(job["train"][0], list) else [job["train"]])
     tests = tuple(MQARSetting(vocab, *t) for t in job["tests"])
-    problem = MQARProblem(train, shape, job["steps"] * job["batch"], job["n_test"], tests=tests,
-                          num_valid=job["n_valid"])
+    problem = MQARProblem(MQARSetting(vocab, *first), shape, job["steps"] * job["batch"],
+                          job["n_test"], tests=tests, num_valid=job["n_valid"],
+                          mix=tuple(MQARSetting(vocab, *t) for t in mix))
     config = TrainConfig(steps=job["steps"], batch_size=job["batch"], lr=job["lr"],
                          weight_decay=0.1, eval_every=max(1, job["steps"] // job["evals"]),
                          seed=job["seed"])
@@ -68,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", nargs="+", type=int, default=[1200])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--vocab", type=int, default=256)
-    parser.add_argument("--train", default="64,4", help="seq_len,pairs")
+    parser.add_argument("--train", nargs="+", default=["64,4"],
+                        help="seq_len,pairs; several: a mixture of equal parts")
     parser.add_argument("--tests", nargs="+", default=["64,16", "128,32"])
     parser.add_argument("--d", type=int, default=64)
     parser.add_argument("--heads", type=int, default=2)
@@ -84,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     pair = lambda text: [int(x) for x in text.split(",")]  # noqa: E731
     kwargs = {k: (float(v) if "." in v else int(v))
               for k, v in (item.split("=", 1) for item in args.kwargs)}
+    train = pair(args.train[0]) if len(args.train) == 1 else [pair(t) for t in args.train]
     jobs = [{"mixer": m, "lr": lr, "seed": s, "steps": n, "batch": args.batch,
-             "vocab": args.vocab, "train": pair(args.train), "tests": [pair(t) for t in args.tests],
+             "vocab": args.vocab, "train": train, "tests": [pair(t) for t in args.tests],
              "d": args.d, "heads": args.heads, "layers": args.layers, "n_test": args.n_test,
              "n_valid": args.n_valid, "evals": args.evals, **({"kwargs": kwargs} if kwargs else {})}
             for n in args.steps for s in args.seeds for m in args.mixers for lr in args.lrs]
