@@ -90,21 +90,24 @@ def create_run(config_path: Path | str, run_path: Path | str,
         data.setdefault("run", {})["name"] = data.get("run", {}).get("name", "search") + "-bestofn"
         text = dumps_toml(data)
         loads_config(text)  # the rewritten file must still be a valid configuration
-    run = RunDir.create(run_path, text)
-    config = run.config()
+    config = loads_config(text)
+    # Everything the run reads from outside is resolved first: a config that names a missing
+    # program leaves no half-made run behind.
     reference = _reference_path(config.llm.language_reference, config_path.parent)
-    (run.path / RUN_REFERENCE).write_text(reference.read_text(encoding="utf-8"),
-                                          encoding="utf-8")
-    seeds = run.path / "seeds"
-    seeds.mkdir(exist_ok=True)
-    for i, spec in enumerate(config.run.seed_programs):
-        src = _program_path("seed program", spec, config_path.parent)
-        (seeds / f"{i:02d}-{src.stem}.lin").write_text(src.read_text(encoding="utf-8"))
+    seeds = [_program_path("seed program", spec, config_path.parent)
+             for spec in config.run.seed_programs]
     baseline = _program_path("run.baseline", config.run.baseline, config_path.parent)
     errors = [d for d in check_program(baseline) if d.is_error]
     if errors:
         raise ConfigError(f"run.baseline {config.run.baseline!r} does not check: {baseline}:"
                           f"{errors[0].line}: {errors[0].message}")
+    run = RunDir.create(run_path, text)
+    (run.path / RUN_REFERENCE).write_text(reference.read_text(encoding="utf-8"),
+                                          encoding="utf-8")
+    (run.path / "seeds").mkdir(exist_ok=True)
+    for i, src in enumerate(seeds):
+        (run.path / "seeds" / f"{i:02d}-{src.stem}.lin").write_text(
+            src.read_text(encoding="utf-8"))
     run.baseline.write_text(baseline.read_text(encoding="utf-8"), encoding="utf-8")
     return run
 

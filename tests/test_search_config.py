@@ -138,6 +138,7 @@ def test_the_baseline_is_deltanet_unless_the_config_names_another_program(tmp_pa
     (tmp_path / "gone.toml").write_text('[run]\nseed_programs = []\nbaseline = "gone.lin"\n')
     with pytest.raises(ConfigError, match="run.baseline 'gone.lin' not found"):
         create_run(tmp_path / "gone.toml", tmp_path / "gone")
+    assert not (tmp_path / "gone").exists()  # nothing half-made: the same command can retry
 
 
 def test_language_reference_is_the_condensed_docs_and_resolves_next_to_the_config(tmp_path):
