@@ -350,3 +350,17 @@ evaluate = "linarch_testing.search_fakes:cost_evaluate"
     assert dict(seed["profile"]["shape"]) == {"hidden_size": 64, "num_heads": 2}
     archive = RunState.replay(config, events).archive
     assert archive.candidates["s000"].profile.state_bytes == 4 * 2 * 32 * 32
+
+
+@pytest.mark.parametrize("name", ["rediscover_linear_attention", "rediscover_weak_deltanet"])
+def test_the_rediscovery_configs_compare_with_their_own_seed(tmp_path, name):
+    """The rediscovery runs of docs/search.md: one seed program, and it is the baseline, so the
+    confirmation's BETTER means better than where the search started."""
+    from linarch.api import EXAMPLES
+
+    run = create_run(EXAMPLES / "search" / f"{name}.toml", tmp_path / name)
+    (seed,) = seed_programs(run)
+    assert seed.source == run.baseline_source()
+    config = run.config()
+    assert config.confirm.top >= 1 and not set(config.confirm.seeds) & {
+        *config.run.seeds, *config.racing.seeds}
