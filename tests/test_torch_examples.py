@@ -30,8 +30,7 @@ from linarch_testing.torch_cases import (
     HEAD_DIM_60,
     HIDDEN,
     build,
-    copy_cache,
-    grads,
+    check_chunk_equals_recurrent,
     inputs,
     layer_class,
     new_cache,
@@ -42,25 +41,6 @@ from linarch_testing.torch_cases import (
 NAMES = sorted(EXAMPLES)
 FP64_TOL = 1e-10
 FP32_TOL = 1e-5
-
-
-def _check_chunk_equals_recurrent(layer, x, tol, cache=None):
-    """Outputs, final states and all gradients of the two forms agree to `tol` (relative)."""
-    weight = inputs(*x.shape[:2], hidden=x.shape[-1], dtype=x.dtype, seed=7)
-    results = {}
-    for mode in ("chunk", "recurrent"):
-        c = copy_cache(cache) if cache is not None else new_cache()
-        xm = x.clone().requires_grad_()
-        out = run(layer, xm, mode, cache=c)
-        results[mode] = (out.detach(), c.get_layer_state(0), grads(layer, xm, out, weight))
-    (out_c, state_c, grad_c), (out_r, state_r, grad_r) = results["chunk"], results["recurrent"]
-    assert out_c.dtype == x.dtype
-    assert rel_err(out_c, out_r) < tol
-    assert state_c.keys() == state_r.keys()
-    for key in state_c:
-        assert rel_err(state_c[key].double(), state_r[key].double()) < tol, key
-    for key in grad_r:
-        assert rel_err(grad_c[key], grad_r[key]) < tol, key
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -76,13 +56,13 @@ def test_builds_from_hidden_size_and_num_heads_alone(name):
 @pytest.mark.parametrize("length", [1, 63, 100])
 @pytest.mark.parametrize("name", NAMES)
 def test_chunked_equals_recurrent_fp64(name, length):
-    _check_chunk_equals_recurrent(build(name), inputs(2, length), FP64_TOL)
+    check_chunk_equals_recurrent(build(name), inputs(2, length), FP64_TOL)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_chunked_equals_recurrent_fp32(name):
     layer = build(name, dtype=torch.float32)
-    _check_chunk_equals_recurrent(layer, inputs(2, 100, dtype=torch.float32), FP32_TOL)
+    check_chunk_equals_recurrent(layer, inputs(2, 100, dtype=torch.float32), FP32_TOL)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -103,7 +83,7 @@ def test_bf16_layer_runs_in_bf16_and_stays_close_to_fp64(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_chunked_equals_recurrent_head_dim_60(name):
     layer = build(name, hidden=120, kwargs=HEAD_DIM_60[name])
-    _check_chunk_equals_recurrent(layer, inputs(2, 70, hidden=120), FP64_TOL)
+    check_chunk_equals_recurrent(layer, inputs(2, 70, hidden=120), FP64_TOL)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -117,7 +97,7 @@ def test_chunked_equals_recurrent_from_an_arbitrary_initial_state(name):
                    else torch.randn(value.shape, generator=gen, dtype=value.dtype))
              for key, value in cache.get_layer_state(0).items()}
     cache.set_layer_state(0, state, 5)
-    _check_chunk_equals_recurrent(layer, inputs(2, 41), FP64_TOL, cache=cache)
+    check_chunk_equals_recurrent(layer, inputs(2, 41), FP64_TOL, cache=cache)
 
 
 @pytest.mark.parametrize("name", NAMES)

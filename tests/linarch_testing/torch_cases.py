@@ -115,3 +115,22 @@ def grads(layer, x, out, weight) -> dict[str, torch.Tensor]:
     for name, p, g in zip(names, params, got[1:]):
         result[name] = torch.zeros_like(p) if g is None else g
     return result
+
+
+def check_chunk_equals_recurrent(layer, x, tol, cache=None):
+    """Outputs, final states and all gradients of the two forms agree to `tol` (relative)."""
+    weight = inputs(*x.shape[:2], hidden=x.shape[-1], dtype=x.dtype, seed=7)
+    results = {}
+    for mode in ("chunk", "recurrent"):
+        c = copy_cache(cache) if cache is not None else new_cache()
+        xm = x.clone().requires_grad_()
+        out = run(layer, xm, mode, cache=c)
+        results[mode] = (out.detach(), c.get_layer_state(0), grads(layer, xm, out, weight))
+    (out_c, state_c, grad_c), (out_r, state_r, grad_r) = results["chunk"], results["recurrent"]
+    assert out_c.dtype == x.dtype
+    assert rel_err(out_c, out_r) < tol
+    assert state_c.keys() == state_r.keys()
+    for key in state_c:
+        assert rel_err(state_c[key].double(), state_r[key].double()) < tol, key
+    for key in grad_r:
+        assert rel_err(grad_c[key], grad_r[key]) < tol, key
