@@ -36,6 +36,7 @@ class _Lowering:
         self.b = Builder()
         self.env: dict[str, int] = {}
         self.states: dict[str, int] = {}  # declared, not yet updated
+        self.param_names: list[str] = []
         self.updated: set[str] = set()
         self.seqlen: int | None = None
         self.returned = False
@@ -126,6 +127,19 @@ class _Lowering:
             raise _Broken
         self.env[name] = nid
 
+    def _nesting_problem(self, kind: str, name: str) -> str | None:
+        """Why a dotted parameter name cannot be built (None if it can). `a.b` is entry `b` of a
+        container module `a` (an nn.ModuleDict), which holds modules only: a raw weight cannot
+        live there, and no parameter can live inside another parameter."""
+        if kind == "weight" and "." in name:
+            return "a weight cannot live inside a container of modules; use `_` instead of `.`"
+        for other in self.param_names:
+            inner, outer = (name, other) if len(name) > len(other) else (other, name)
+            if inner.startswith(outer + "."):
+                return f"`{inner}` would live inside parameter `{outer}`"
+        self.param_names.append(name)
+        return None
+
     def _poisoned(self, nid: int) -> bool:
         node = self.b.graph.nodes[nid]["node"]
         return node.op is Op.CONST and bool(node.attr("error"))
@@ -147,10 +161,13 @@ class _Lowering:
             return
         if isinstance(stmt, ast.ParamDecl):
             for pname, pspan in zip(stmt.names, stmt.name_spans or (stmt.span,) * len(stmt.names)):
-                why = interface_problem(pname)
+                nesting = None
+                why = interface_problem(pname) or (
+                    nesting := self._nesting_problem(stmt.ctor.func, pname))
                 if why:
                     self.report("LA115", f"parameter `{pname}` cannot name a submodule of the "
                                 f"generated layer: {why}", pspan,
+                                "rename the parameter" if nesting else
                                 "use fla's submodule names (q_proj, o_norm, ...)")
                     for other in stmt.names:
                         self._poison(other, stmt.span)

@@ -25,6 +25,9 @@ class ParamKind:
 
 
 INITS = ("zeros", "ones", "normal", "uniform", "identity", "a_log", "dt_bias", "constant")
+# A convolution keeps PyTorch's own init or starts as the identity (a Dirac filter); the
+# other inits are a raw weight's, and a conv that named one would silently ignore it.
+CONV_INITS = ("default", "identity")
 
 PARAM_KINDS: dict[str, ParamKind] = {
     k.name: k

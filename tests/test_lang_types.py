@@ -138,6 +138,7 @@ def test_dotted_parameter_names_follow_fla_submodules() -> None:
     ("linear(hidden_size -> H, scale = 2.0)", "LA105"),  # no such keyword
     ("mlp(hidden_size -> 8 -> H, act = \"swoosh\")", "LA105"),  # unknown activation
     ("causal_conv(hidden_size -> H)", "LA105"),  # a conv has no widths chain
+    ("causal_conv(H, init = \"normal\")", "LA105"),  # a weight's init, never a conv's
     ("liner(hidden_size -> H)", "LA106"),
 ])
 def test_parameter_constructors_are_checked(declaration: str, code: str) -> None:
@@ -152,6 +153,21 @@ def test_reserved_names_cannot_be_bound(name: str) -> None:
     text = mixer((line, f"{line}\n    {name} = beta"))
     d = only(text, "LA115")
     assert f"`{name}` is reserved" in d.message
+
+
+@pytest.mark.parametrize(("first", "second", "why"), [
+    ("g.w : linear(hidden_size -> H)", "g.w.bias : weight(H)", "a weight cannot live inside"),
+    ("g.trunk.0 : linear(hidden_size -> H)", "g.temp : weight(1)", "a weight cannot live inside"),
+    ("g.w : linear(hidden_size -> H)", "g.w.x : linear(H -> H)", "would live inside parameter"),
+    ("g.w.x : linear(hidden_size -> H)", "g.w : linear(H -> H)", "would live inside parameter"),
+])
+def test_dotted_parameters_that_the_layer_cannot_hold_are_refused(first, second, why) -> None:
+    """`a.b` is entry `b` of a container module `a`: a raw weight cannot be one, and no
+    parameter lives inside another (the constructor would crash where check said ok)."""
+    text = mixer(("b_proj, a_proj : linear(hidden_size -> H)",
+                  f"b_proj, a_proj : linear(hidden_size -> H)\n        {first}\n        {second}"))
+    d = only(text, "LA115")
+    assert why in d.message
 
 
 def test_one_typo_is_reported_once() -> None:

@@ -21,7 +21,7 @@ from linarch.dsl.folding import FoldError, evaluate, fold
 from linarch.dsl.folding import apply as fold_call
 from linarch.dsl.intervals import INF, Interval
 from linarch.dsl.ir import Node, Op
-from linarch.dsl.params import ACTIVATIONS, INITS, PADDINGS, PARAM_KINDS
+from linarch.dsl.params import ACTIVATIONS, CONV_INITS, INITS, PADDINGS, PARAM_KINDS
 from linarch.dsl.types import (
     ERROR,
     Kind,
@@ -655,6 +655,10 @@ class _Checker:
             raise _Poison
         if key == "init" and t.literal not in INITS + ("default",):
             self.err("LA105", f"unknown init \"{t.literal}\"", n, f"inits: {', '.join(INITS)}")
+            raise _Poison
+        if key == "init" and kind == "causal_conv" and t.literal not in CONV_INITS:
+            self.err("LA105", f"a causal_conv cannot start as \"{t.literal}\"", n,
+                     f"a causal_conv's inits: {', '.join(CONV_INITS)}")
             raise _Poison
         if key in ("eps", "value", "width") and not t.is_scalar_static:
             self.err("LA105", f"`{key}` of {kind} must be a static number", n)
