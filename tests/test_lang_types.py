@@ -180,6 +180,17 @@ def test_one_typo_is_reported_once() -> None:
 # ------------------------------------------------------------------ refinements
 
 
+def test_a_sum_keeps_the_sign_its_terms_share() -> None:
+    """sqrt(sum(square(v))), an L2 norm written out, is safe; sqrt(sum(v)) is not."""
+    out = "    o = S @ q\n"
+    safe = mixer((out, out + "    n = sqrt(sum(square(v)))\n    o2 = o / (n + 1)\n"),
+                 ("return o_proj(o as", "return o_proj(o2 as"))
+    assert codes(safe) == []
+    unsafe = mixer((out, out + "    n = sqrt(sum(v))\n    o2 = o / (n + 1)\n"),
+                   ("return o_proj(o as", "return o_proj(o2 as"))
+    assert codes(unsafe) == ["LA117"]
+
+
 def test_ranges_from_interval_analysis() -> None:
     types = _types(BASE)
     assert types["beta"].range == Interval(0.0, 1.0)  # sigmoid

@@ -452,6 +452,9 @@ class _Checker:
             return self.err("LA103", f"`{fn.name}` needs a feature axis", n)
         over = self._over(n) if "over" in fn.keywords else -1
         rng = fn.range(a.range) if fn.range else (a.range if fn.name == "mean" else Interval())
+        if fn.name == "sum":  # of one or more terms: a sign every term shares, the sum has
+            lo, hi = a.range.lo, a.range.hi
+            rng = Interval(lo if lo >= 0 else -INF, hi if hi <= 0 else INF)
         if over in ("time", "batch"):
             return Type(a.kind, a.shape, range=rng)
         axis = over if over >= 0 else len(a.shape) + over
