@@ -36,6 +36,14 @@ class AnalysisLike(Protocol):
     graph: Any  # networkx.DiGraph; node attribute "node" holds an IR node with an `.op`
 
 
+def hparam_value(value: float) -> int | float:
+    """A hyper-parameter as the evaluation sets it: a whole number is an int, a fractional
+    width (expand_k 0.53 from parameter matching) stays a float (made an int, it was 0, and the
+    candidate's costs and MAP-Elites cell were taken at zero width)."""
+    number = float(value)
+    return int(number) if number.is_integer() else number
+
+
 def log2_bucket(value: float) -> int:
     """floor(log2(value)), with 0 for values below 1: the coarse axis of a MAP-Elites grid."""
     return int(math.floor(math.log2(value))) if value >= 1 else 0
@@ -80,7 +88,7 @@ class Profile:
     transition_classes: tuple[str, ...]
     num_paths: int
     wl_features: tuple[tuple[str, int], ...] = ()
-    shape: tuple[tuple[str, int], ...] = ()
+    shape: tuple[tuple[str, int | float], ...] = ()
     fingerprint: tuple[float, ...] = ()
 
     @property
@@ -109,7 +117,7 @@ class Profile:
             transition_classes=tuple(data["transition_classes"]),
             num_paths=int(data["num_paths"]),
             wl_features=tuple((str(k), int(v)) for k, v in data.get("wl_features", ())),
-            shape=tuple((str(k), int(v)) for k, v in data.get("shape", ())),
+            shape=tuple((str(k), hparam_value(v)) for k, v in data.get("shape", ())),
             fingerprint=tuple(float(v) for v in data.get("fingerprint", ())),
         )
 

@@ -31,20 +31,22 @@ def stage_problem(stage: str, preset: str) -> tuple[Any, Any, Any]:
     return budget, problem, config
 
 
-def trained_shape(source: str, stage: str, preset: str, baseline: str) -> dict[str, int]:
+def trained_shape(source: str, stage: str, preset: str,
+                  baseline: str) -> dict[str, int | float]:
     """The hyper-parameters the evaluation builds the candidate with at `stage`: the model's
     hidden size and heads after matching the baseline's (a program's text) parameter count,
     and the head_dim that follows them (evaluation.problems.shape_kwargs)."""
     from linarch.evaluation.mixers import mixer_from_dsl
     from linarch.evaluation.param_match import match_width
     from linarch.evaluation.problems import shape_kwargs
+    from linarch.search.records import hparam_value
 
     budget, problem, _ = stage_problem(stage, preset)
     candidate = mixer_from_dsl(source)
     shape = match_width(problem, candidate, mixer_from_dsl(baseline),
                         budget.tolerance).candidate_shape
     return {"hidden_size": shape.hidden_size, "num_heads": shape.num_heads,
-            **{k: int(v) for k, v in shape_kwargs(candidate, shape).items()}}
+            **{k: hparam_value(v) for k, v in shape_kwargs(candidate, shape).items()}}
 
 
 def describe(stages: Sequence[str], preset: str, baseline_name: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from linarch.search import wire
+from linarch.search.records import hparam_value
 
 PROBE_HIDDEN = 32
 PROBE_HEADS = 2
@@ -45,7 +46,7 @@ class VetJob:
 @wire.register
 @dataclass(frozen=True)
 class VetResult:
-    shape: tuple[tuple[str, int], ...]  # hyper-parameters at which the costs were taken
+    shape: tuple[tuple[str, int | float], ...]  # hyper-parameters at which the costs were taken
     flops_per_token: int
     state_bytes: int
     fingerprint: tuple[float, ...]  # empty: the outputs were not finite at the probe
@@ -59,7 +60,7 @@ class VetResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> VetResult:
-        return cls(tuple((str(k), int(v)) for k, v in data.get("shape", ())),
+        return cls(tuple((str(k), hparam_value(v)) for k, v in data.get("shape", ())),
                    int(data["flops_per_token"]), int(data["state_bytes"]),
                    tuple(float(v) for v in data.get("fingerprint", ())),
                    dict(data.get("facts", {})), str(data.get("note", "")))
@@ -76,7 +77,7 @@ def vet(job: VetJob) -> VetResult:
     notes = []
     stage = first_trained_stage(job.stages)
     baseline = baseline_source(job.run_path)
-    shape: dict[str, int] = {}
+    shape: dict[str, int | float] = {}
     if stage is not None:
         shape = trained_shape(job.source, stage, job.preset, baseline)
     else:
@@ -89,7 +90,7 @@ def vet(job: VetJob) -> VetResult:
                      describe(job.stages, job.preset, analyze(baseline).name), "; ".join(notes))
 
 
-def costs_at(source: str, hparams: Mapping[str, int]) -> tuple[int, int]:
+def costs_at(source: str, hparams: Mapping[str, int | float]) -> tuple[int, int]:
     """FLOPs per token and state bytes with some hyper-parameters set (the others at their
     declared defaults): the compiler's cost formulas evaluated at another point."""
     import linarch

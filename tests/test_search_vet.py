@@ -40,6 +40,21 @@ def test_costs_are_taken_at_the_trained_shape(vetted):
     assert vetted.facts["metric"] == "accuracy" and "d_model 64" in vetted.facts["shape"]
 
 
+def test_a_fractional_matched_width_is_kept():
+    """Parameter matching shrinks linear attention to expand_k = expand_v = 0.875 at the
+    proxy: the costs are taken there, not at a width truncated to 0 (which put every such
+    candidate at 0 state bytes, in the wrong MAP-Elites cell)."""
+    from linarch.search.taskfacts import trained_shape
+
+    la = example_path("linear_attention").read_text()
+    shape = trained_shape(la, "mqar", "proxy", DELTA)
+    assert shape["expand_k"] == shape["expand_v"] == 0.875
+    flops, state = costs_at(la, shape)
+    assert state == 4 * 2 * 28 * 28 and flops > 0  # two heads of 0.875 * 64 / 2 = 28
+    result = VetResult(tuple(shape.items()), flops, state, ())
+    assert VetResult.from_dict(result.to_dict()) == result  # the journal keeps the float
+
+
 def test_a_program_declared_wider_lands_in_the_same_cell():
     wide = DELTA.replace("hidden_size = 1024", "hidden_size = 4096")
     shape = {"hidden_size": 64, "num_heads": 2}
