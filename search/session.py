@@ -116,11 +116,20 @@ def _program_path(what: str, spec: str, base: Path) -> Path:
     """A program a config names: "example:NAME", or a path relative to the config's folder."""
     if spec.startswith("example:"):
         src = example_path(spec.split(":", 1)[1])
-    else:
-        src = Path(spec) if Path(spec).is_absolute() else base / spec
-    if not src.is_file():
-        raise ConfigError(f"{what} {spec!r} not found at {src}")
-    return src
+        if not src.is_file():
+            raise ConfigError(f"{what} {spec!r} not found at {src}")
+        return src
+    return _config_file(what, spec, base)
+
+
+def _config_file(what: str, configured: str, base: Path) -> Path:
+    """A file a config names: absolute, or relative to the config file's folder."""
+    path = Path(configured).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not path.is_file():
+        raise ConfigError(f"{what} {configured!r} not found at {path} (a relative path is "
+                          "read from the config file's folder)")
+    return path
 
 
 def seed_programs(run: RunDir) -> list[SeedProgram]:
@@ -135,12 +144,7 @@ def _reference_path(configured: str, base: Path) -> Path:
     condensed reference shipped with linarch when it names none."""
     if not configured:
         return DEFAULT_REFERENCE
-    path = Path(configured).expanduser()
-    path = path if path.is_absolute() else base / path
-    if not path.is_file():
-        raise ConfigError(f"llm.language_reference {configured!r} not found at {path} (a "
-                          "relative path is read from the config file's folder)")
-    return path
+    return _config_file("llm.language_reference", configured, base)
 
 
 def language_reference(config: SearchConfig, run: RunDir) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean, stdev
 
-from linarch.evaluation.stats import level, t_cdf, t_quantile
+from linarch.evaluation.stats import level, paired_comparison, t_cdf
 from linarch.search.racing import holm
 
 
@@ -51,11 +51,10 @@ class Row:
         return min(1.0, 2.0 * (1.0 - t_cdf(abs(t), n - 1)))
 
     def interval(self, confidence: float) -> tuple[float, float]:
-        n, mean = len(self.diffs), fmean(self.diffs)
-        if n < 2:
-            return -math.inf, math.inf
-        half = t_quantile(0.5 + confidence / 2.0, n - 1) * stdev(self.diffs) / math.sqrt(n)
-        return mean - half, mean + half
+        """The paired t-interval at `confidence`, as `compare` computes it."""
+        zeros = [0.0] * len(self.diffs)
+        s = paired_comparison(self.metric, True, list(self.diffs), zeros, confidence)
+        return s.ci_low, s.ci_high
 
 
 def read_run(path: Path) -> Row:
