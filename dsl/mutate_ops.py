@@ -226,6 +226,44 @@ def remove_delta_rule(view: View, rng: random.Random) -> Edit | None:
                    f"I - rate * {format_expr(outer)} and write without the rate.")
 
 
+def toggle_delta_rate(view: View, rng: random.Random) -> Edit | None:
+    """A delta rule's learned writing rate taken out (beta = 1: each token overwrites its key's
+    slot completely) or, on a delta rule without one, put in: beta = sigmoid(b_proj(x)) on the
+    erase term and on the write, DeltaNet's form."""
+    sites = []
+    for u in view.all_updates():
+        for k, f in enumerate(u.factors):
+            found = view.rank_one(u, f) if view.is_delta(u, f) else None
+            if found is not None and found[1] is not None and view.dims(u.state) is not None:
+                sites.append((u, k, found[0], found[1]))
+    if not sites:
+        return None
+    u, k, rates, outer = rng.choice(sites)
+    d = Draft(view)
+    if rates:
+        writes = []
+        for w in u.writes:
+            kept = [p for p in flatten(w, "*") if p not in rates]
+            writes.append(join(kept, "*") if kept else w)
+        factor = parse_expr(f"I - {paste(outer)}")
+        d.set(u.index, replace(u, factors=u.factors[:k] + (factor,) + u.factors[k + 1:],
+                               writes=tuple(writes)).stmt())
+        return d.build(f"Take the writing rate out of state {u.state}'s delta rule: erase "
+                       f"with I - {format_expr(outer)} and write in full (beta = 1).")
+    if "hidden_size" not in view.hparams:
+        return None
+    rate = d.fresh("beta")
+    proj = d.param("b_proj", f"linear(hidden_size -> {view.dims(u.state)[0]})")
+    d.insert_before(view.stmts.index(view.states[u.state]),
+                    ast.Assign(rate, parse_expr(f"sigmoid({proj}(x))")))
+    factor = parse_expr(f"I - {rate} * {paste(outer)}")
+    writes = tuple(parse_expr(f"{rate} * {paste(w)}") for w in u.writes)
+    d.set(u.index, replace(u, factors=u.factors[:k] + (factor,) + u.factors[k + 1:],
+                           writes=writes).stmt())
+    return d.build(f"Give state {u.state}'s delta rule a learned writing rate {rate} = "
+                   f"sigmoid({proj}(x)) on the erase term and the write (DeltaNet's beta).")
+
+
 def _rate_site(view: View, name: str, depth: int = 3) -> str | None:
     """The binding that defines a delta rate as sigmoid(.) or 2 * sigmoid(.), through slices."""
     value = view.value(name)
@@ -662,7 +700,7 @@ OPERATORS: dict[str, Operator] = {
     f.__name__: f
     for f in (
         add_scalar_gate, switch_gate_form, scalar_to_channel_gate, channel_to_scalar_gate,
-        add_delta_rule, remove_delta_rule, toggle_negative_eigenvalues,
+        add_delta_rule, remove_delta_rule, toggle_delta_rate, toggle_negative_eigenvalues,
         add_fir_paths, add_path, remove_path, swap_router,
         change_conv_width, swap_feature_activation, toggle_key_l2norm,
         swap_output_norm, swap_output_gate, add_output_gate, *MOVES,

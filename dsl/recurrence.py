@@ -74,6 +74,9 @@ class Layout(str, Enum):  # noqa: UP042 - str(member) is part of stored labels
     HEADS = "heads"  # heads = lead axes, V = value axis, K = key axis
     TRANSPOSED = "transposed"  # heads = lead axes, V = key axis, K = value axis
     ROWS = "rows"  # heads = lead axes x value axis, V = 1, K = key axis
+    # heads = lead axes x value axis, V = key axis, K = 1: a state of vectors read whole (an EMA
+    # [H, d] with a per-head decay), where ENTRIES would make every entry a head of its own
+    VECTORS = "vectors"
     ENTRIES = "entries"  # heads = every axis, V = K = 1
 
 
@@ -323,6 +326,7 @@ class Recurrence:
             Layout.HEADS: (lead, row, col),
             Layout.TRANSPOSED: (lead, col, row),
             Layout.ROWS: (lead | row, frozenset(), col),
+            Layout.VECTORS: (lead | row, col, frozenset()),
             Layout.ENTRIES: (lead | row | col, frozenset(), frozenset()),
         }[layout]
 
@@ -381,5 +385,6 @@ ALGORITHMS = {
 LAYOUT_TEXT = {
     Layout.TRANSPOSED: "state read by columns: transposed",
     Layout.ROWS: "each value channel a head",
+    Layout.VECTORS: "each row a head, read whole",
     Layout.ENTRIES: "each entry a head",
 }

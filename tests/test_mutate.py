@@ -40,6 +40,7 @@ EFFECTS = {
     and "scalar" in _classes(b) and "diagonal" not in _classes(b),
     "add_delta_rule": lambda a, b: "delta" not in _classes(a) and "delta" in _classes(b),
     "remove_delta_rule": lambda a, b: a.transition_classes != b.transition_classes,
+    "toggle_delta_rate": _same_kind,
     "toggle_negative_eigenvalues": _same_kind,
     "add_fir_paths": lambda a, b: (a.num_paths, b.num_paths) == (1, 3),
     "add_path": lambda a, b: b.num_paths == a.num_paths + 1 and b.params > a.params,
