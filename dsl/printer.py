@@ -2,7 +2,9 @@
 
 Canonical form: the header on one line, the body indented four spaces, parameter declarations
 under ``params:`` indented eight, binary operators with single spaces, minimal parentheses,
-comments kept where they were.
+comments kept where they were. A line longer than the width breaks inside its brackets, aligned
+after the bracket it breaks in (a sum at the top level of a binding is put in parentheses to
+have one): the language continues a statement only inside brackets.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def format_program(program: ast.Program, width: int = WIDTH) -> str:
         if line.blank_before and out:
             out.append("")
         out.extend(INDENT * depth + "#" + c for c in line.comments_before)
-        text = INDENT * depth + (format_header(stmt, width) if depth == 0 else format_stmt(stmt))
+        text = (format_header(stmt, width) if depth == 0
+                else format_body_stmt(stmt, INDENT * depth, width))
         if line.comment_after is not None:
             text += "  #" + line.comment_after
         out.append(text)
@@ -84,6 +87,65 @@ def _break_formula(line: str, width: int, indent: str, depth: int) -> list[str]:
     cut, open_at_cut = found[-1]
     return [line[:cut]] + _break_formula(indent + line[cut:].lstrip(), width, indent,
                                          open_at_cut)
+
+
+def format_body_stmt(stmt: ast.Stmt, indent: str, width: int = WIDTH) -> str:
+    """A statement of the body at ``indent``, broken over lines to fit ``width`` where it can."""
+    text = indent + format_stmt(stmt)
+    if len(text) <= width:
+        return text
+    value = getattr(stmt, "value", None)
+    if isinstance(stmt, (ast.Assign, ast.Return, ast.LossDecl)) and isinstance(value, ast.Binary):
+        head = format_stmt(stmt)[: -len(format_expr(value))]
+        text = f"{indent}{head}({format_expr(value)})"
+    return "\n".join(_wrap(text, width, []))
+
+
+def _wrap(line: str, width: int, stack: list[int]) -> list[str]:
+    """``line`` broken after a comma, else before a + or -, else before a * or /, inside the
+    shallowest brackets that offer a break within ``width``; each continuation aligned after
+    the bracket it breaks in. ``stack`` holds the columns after the brackets still open where
+    the line starts."""
+    if len(line) <= width:
+        return [line]
+    open_ = list(stack)
+    cuts: list[tuple[int, int, int, int]] = []  # (depth, rank, position, column to align at)
+    quoted = False
+    for k, ch in enumerate(line):
+        if ch == '"':
+            quoted = not quoted
+        if quoted:
+            continue
+        if ch in "([":
+            open_.append(k + 1)
+        elif ch in ")]":
+            open_.pop()
+        elif open_ and ch == "," and k + 1 <= width:
+            cuts.append((len(open_), 0, k + 1, open_[-1]))
+        elif open_ and line[k:k + 3] in (" + ", " - ", " * ", " / ") and k <= width:
+            cuts.append((len(open_), 1 if line[k + 1] in "+-" else 2, k, open_[-1]))
+    if not cuts:
+        return [line]
+    _, _, cut, column = min(cuts, key=lambda c: (c[0], c[1], -c[2]))
+    stack_at_cut = _open_at(line, cut, stack)
+    if column >= cut:  # aligning would not shorten the line
+        return [line]
+    rest = " " * column + line[cut:].lstrip()
+    return [line[:cut].rstrip()] + _wrap(rest, width, stack_at_cut)
+
+
+def _open_at(line: str, end: int, stack: list[int]) -> list[int]:
+    """The columns after the brackets open just before position ``end`` of ``line``."""
+    open_ = list(stack)
+    quoted = False
+    for k, ch in enumerate(line[:end]):
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "([":
+            open_.append(k + 1)
+        elif not quoted and ch in ")]":
+            open_.pop()
+    return open_
 
 
 def format_hparam(h: ast.HParam) -> str:

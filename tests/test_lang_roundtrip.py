@@ -87,15 +87,42 @@ def test_graphs_equal_detects_a_changed_node() -> None:
 # ------------------------------------------------------------------ fmt
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_fmt_is_idempotent_keeps_comments_and_meaning(name: str) -> None:
-    text = _text(name)
+# every shipped program, the long formulas of the gallery's (examples/asi_arch) included
+PROGRAMS = sorted(EXAMPLES.glob("**/*.lin"))
+
+
+@pytest.mark.parametrize("path", PROGRAMS, ids=[str(p.relative_to(EXAMPLES)) for p in PROGRAMS])
+def test_fmt_is_idempotent_keeps_comments_and_meaning(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
     once = format_source(Source(text))
     assert format_source(Source(once)) == once
     comments = [m.group(1).strip() for m in re.finditer(r"#(.*)", text)]
     assert [m.group(1).strip() for m in re.finditer(r"#(.*)", once)] == comments
     assert graphs_equal(_module(text), _module(once))
     assert max(len(line) for line in once.splitlines()) <= 100
+    assert once == text  # shipped canonical: `linarch fmt --check` passes on every example
+
+
+def test_fmt_breaks_a_long_statement_inside_its_brackets() -> None:
+    """A statement continues only inside brackets: a long call breaks after a comma, aligned
+    after its bracket; a long sum at the top level of a binding is put in parentheses to break
+    before a + (never inside a [H, 4, 1])."""
+    terms = " + ".join(f"clamp(path - {i}, 0, 1) * norm_eps" for i in range(6))
+    text = _replace(_text("deltanet"), (
+        "    beta = sigmoid(b_proj(x))",
+        "    beta = sigmoid(b_proj(x))\n"
+        "    path = arange(4)\n"
+        f"    long_sum = {terms}\n"
+        "    stats = concat(mean(v) as [H, 1], mean(square(v)) as [H, 1], mean(abs(v)) as [H, 1],"
+        " sqrt(dv * mean(square(v))) as [H, 1])"))
+    once = format_source(Source(text))
+    assert format_source(Source(once)) == once
+    assert graphs_equal(_module(text), _module(once))
+    assert max(len(line) for line in once.splitlines()) <= 100
+    assert "    long_sum = (clamp(path - 0, 0, 1) * norm_eps" in once
+    assert "\n                + clamp(" in once  # aligned after the added parenthesis
+    assert ("    stats = concat(mean(v) as [H, 1], mean(square(v)) as [H, 1], mean(abs(v)) as "
+            "[H, 1],\n                   sqrt(") in once
 
 
 def test_fmt_keeps_comments_inside_bracketed_statements() -> None:
