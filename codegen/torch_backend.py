@@ -298,8 +298,13 @@ class Generator:
                 }[init])
             elif kind == "causal_conv" and init == "identity":
                 lines.append(f"{self.em.helper('init_dirac')}({path}.weight)")
-        reads = [(i, n) for i, n in self.m.nodes() if n.op is Op.PARAM and n.keyword("value")
-                 is not None and self.m.node(n.keyword("value")).op is not Op.CONST]
+            elif kind == "linear" and self._choice(n, "bias_init") != "default":
+                value = self._kw(n, "bias_value")
+                lines.append(f"nn.init.constant_({path}.bias, {value})")
+                lines.append(f"{path}.bias._no_reinit = True  # the backbone keeps this init")
+        reads = [(i, n) for i, n in self.m.nodes() if n.op is Op.PARAM and any(
+            n.keyword(key) is not None and self.m.node(n.keyword(key)).op is not Op.CONST
+            for key in ("value", "bias_value"))]
         if reads:  # an init value computed from the keywords, which live on the layer
             statics = [self.names[i] for i, n in self.m.nodes() if i in self.names
                        and self._is_static_scalar(i)]

@@ -28,11 +28,18 @@ INITS = ("zeros", "ones", "normal", "uniform", "identity", "a_log", "dt_bias", "
 # A convolution keeps PyTorch's own init or starts as the identity (a Dirac filter); the
 # other inits are a raw weight's, and a conv that named one would silently ignore it.
 CONV_INITS = ("default", "identity")
+# A linear's bias starts at zero (the backbone's init), or at a constant: fla's layers set such
+# biases after construction (a forget gate's bias at 1, a decay's at -2.9), and without this a
+# program has to keep them as separate weights beside a bias-free linear.
+BIAS_INITS = ("default", "zeros", "constant")
 
 PARAM_KINDS: dict[str, ParamKind] = {
     k.name: k
     for k in (
-        ParamKind("linear", True, 2, 2, (("bias", False),), "y = x W^T (+ b): weight [out, in]"),
+        ParamKind("linear", True, 2, 2,
+                  (("bias", False), ("bias_init", "default"), ("bias_value", 0.0)),
+                  "y = x W^T (+ b): weight [out, in]; the bias starts at zero, or at bias_value "
+                  "with bias_init = \"constant\""),
         ParamKind("mlp", True, 3, 6, (("act", "silu"), ("bias", True)),
                   "Linear -> act -> Linear ... (weights .0, .2, ...): hidden widths in the chain"),
         ParamKind("causal_conv", False, 1, 1,

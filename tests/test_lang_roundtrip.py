@@ -195,7 +195,10 @@ def test_hash_ignores_the_order_of_independent_statements() -> None:
      "S = S @ (I - beta * outer(k, k)) + outer(v, k)"),
     ("o = S @ q * dk ** -0.5", "o = S @ q"),
     ("return o_proj(o_norm(o) as [H * dv])", "return o_proj(o as [H * dv])"),
-], ids=["sigmoid->tanh", "conv width", "conv_size default", "write rate", "scale", "no norm"])
+    ("b_proj : linear(hidden_size -> H)",
+     "b_proj : linear(hidden_size -> H, bias = true, bias_init = \"constant\", bias_value = 1.0)"),
+], ids=["sigmoid->tanh", "conv width", "conv_size default", "write rate", "scale", "no norm",
+        "bias init"])
 def test_hash_changes_when_the_computation_changes(change: tuple[str, str]) -> None:
     text = _text("deltanet")
     assert _hash(_replace(text, change)) != _hash(text)

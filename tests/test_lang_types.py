@@ -10,7 +10,9 @@ import math
 
 import pytest
 import sympy as sp
+import torch
 
+import linarch
 from linarch.dsl.intervals import INF, Interval
 from linarch.dsl.passes.stability import max_safe_chunk
 from linarch.dsl.types import Kind, broadcast
@@ -139,12 +141,33 @@ def test_dotted_parameter_names_follow_fla_submodules() -> None:
     ("mlp(hidden_size -> 8 -> H, act = \"swoosh\")", "LA105"),  # unknown activation
     ("causal_conv(hidden_size -> H)", "LA105"),  # a conv has no widths chain
     ("causal_conv(H, init = \"normal\")", "LA105"),  # a weight's init, never a conv's
+    ("linear(hidden_size -> H, bias_init = \"constant\")", "LA105"),  # no bias to init
+    ("linear(hidden_size -> H, bias = true, bias_value = 1.0)", "LA105"),  # not read: default
+    ("linear(hidden_size -> H, bias = true, bias_init = \"normal\")", "LA105"),  # a weight's
     ("liner(hidden_size -> H)", "LA106"),
 ])
 def test_parameter_constructors_are_checked(declaration: str, code: str) -> None:
     text = mixer(("b_proj, a_proj : linear(hidden_size -> H)",
                   f"b_proj : {declaration}\n        a_proj : linear(hidden_size -> H)"))
     assert codes(text) == [code]
+
+
+def test_a_linear_bias_starts_where_the_program_says() -> None:
+    """fla sets some biases after construction (a decay's at -2.9444); `bias_init` states it,
+    the layer starts there, and the backbone's init (biases to zero) leaves it alone."""
+    from linarch.models.configuration import LinarchConfig
+    from linarch.models.modeling import LinarchForCausalLM
+
+    text = mixer(("b_proj, a_proj : linear(hidden_size -> H)",
+                  "b_proj : linear(hidden_size -> H)\n        a_proj : linear(hidden_size -> H, "
+                  "bias = true, bias_init = \"constant\", bias_value = -2 * H)"))
+    assert codes(text) == []
+    layer = linarch.compile(text)(hidden_size=64, num_heads=2)
+    assert torch.equal(layer.a_proj.bias, torch.full((2,), -4.0))
+    model = LinarchForCausalLM(LinarchConfig(vocab_size=32, hidden_size=64, num_heads=2,
+                                             num_hidden_layers=1, mixer_source=text))
+    assert torch.equal(model.model.layers[0].mixer.a_proj.bias, torch.full((2,), -4.0))
+    assert model.model.layers[0].mixer.b_proj.bias is None
 
 
 @pytest.mark.parametrize("name", ["x", "I", "T", "time", "batch"])

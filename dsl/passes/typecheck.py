@@ -21,7 +21,14 @@ from linarch.dsl.folding import FoldError, evaluate, fold
 from linarch.dsl.folding import apply as fold_call
 from linarch.dsl.intervals import INF, Interval
 from linarch.dsl.ir import Node, Op
-from linarch.dsl.params import ACTIVATIONS, CONV_INITS, INITS, PADDINGS, PARAM_KINDS
+from linarch.dsl.params import (
+    ACTIVATIONS,
+    BIAS_INITS,
+    CONV_INITS,
+    INITS,
+    PADDINGS,
+    PARAM_KINDS,
+)
 from linarch.dsl.types import (
     ERROR,
     Kind,
@@ -625,11 +632,14 @@ class _Checker:
                                 f"keywords: {', '.join(allowed) or 'none'}")
             t = self.t(a)
             self._check_keyword(kind.name, key, t, n)
-            if key in ("act", "padding", "init") and self.m.node(a).op is not Op.CONST:
+            if key in ("act", "padding", "init", "bias_init") and \
+                    self.m.node(a).op is not Op.CONST:
                 return self.err("LA105", f"`{key}` of {kind.name} selects code: write it as a "
                                 "string literal", n, f'e.g. {key} = "{kind.default(key)}"')
             if key == "width":
                 window = self._dim(a, n, "convolution width")
+        if kind.name == "linear" and not self._bias_init_fits(n):
+            raise _Poison
         if kind.name == "causal_conv" and window is None:
             window = sp.Integer(kind.default("width"))
         if not kind.applies:
@@ -639,13 +649,31 @@ class _Checker:
             return Type(Kind.STATIC, logical, range=self._weight_range(n))
         return Type(Kind.MODULE, module=ModuleInfo(kind.name, widths, window))
 
+    def _bias_init_fits(self, n: Node) -> bool:
+        """A bias init needs a bias, and a bias value needs the constant init that reads it."""
+        def literal(key: str):
+            a = n.keyword(key)
+            return None if a is None else self.t(a).literal
+
+        init = literal("bias_init") or "default"
+        if init != "default" and literal("bias") is not True:
+            self.err("LA105", f"`bias_init = \"{init}\"` needs a bias", n,
+                     "add `bias = true`, or drop `bias_init`")
+            return False
+        if n.keyword("bias_value") is not None and init != "constant":
+            self.err("LA105", "`bias_value` is read only with `bias_init = \"constant\"`", n,
+                     "add `bias_init = \"constant\"`, or drop `bias_value`")
+            return False
+        return True
+
     def _weight_range(self, n: Node) -> Interval:
         """Learned weights can take any value; only their use (exp, sigmoid ...) bounds them."""
         return Interval()
 
     def _check_keyword(self, kind: str, key: str, t: Type, n: Node) -> None:
         expect = {"bias": Kind.BOOL, "affine": Kind.BOOL, "act": Kind.STRING,
-                  "padding": Kind.STRING, "init": Kind.STRING}.get(key)
+                  "padding": Kind.STRING, "init": Kind.STRING,
+                  "bias_init": Kind.STRING}.get(key)
         if expect is not None and t.kind is not expect:
             self.err("LA105", f"`{key}` of {kind} must be a {expect.value}", n)
             raise _Poison
@@ -663,7 +691,11 @@ class _Checker:
             self.err("LA105", f"a causal_conv cannot start as \"{t.literal}\"", n,
                      f"a causal_conv's inits: {', '.join(CONV_INITS)}")
             raise _Poison
-        if key in ("eps", "value", "width") and not t.is_scalar_static:
+        if key == "bias_init" and t.literal not in BIAS_INITS:
+            self.err("LA105", f"unknown bias init \"{t.literal}\"", n,
+                     f"a linear's bias inits: {', '.join(BIAS_INITS)}")
+            raise _Poison
+        if key in ("eps", "value", "bias_value", "width") and not t.is_scalar_static:
             self.err("LA105", f"`{key}` of {kind} must be a static number", n)
             raise _Poison
 
