@@ -136,6 +136,11 @@ def holm(pvalues: Mapping[str, float], alpha: float) -> dict[str, tuple[float, b
     return out
 
 
+# what a run compares against when run.baseline is not set (examples/deltanet.lin); journals
+# written before run.baseline existed read as it
+DEFAULT_BASELINE_NAME = "DeltaNet"
+
+
 @dataclass(frozen=True)
 class Confirmation:
     """One finalist's verdict on the fresh seeds."""
@@ -147,7 +152,7 @@ class Confirmation:
     threshold: float  # Holm's level for this test
     tests: int  # the size of the family corrected for
     selection_score: float  # its score on the selection seeds, for the inflation
-    baseline: str = "DeltaNet"  # the name of the run's baseline (run.baseline)
+    baseline: str = DEFAULT_BASELINE_NAME  # the name of the run's baseline (run.baseline)
 
     def to_dict(self) -> dict:
         return {"id": self.id, "verdict": self.verdict.value, "p_value": self.p_value,
@@ -161,7 +166,8 @@ class Confirmation:
         return cls(str(data["id"]), Verdict(data["verdict"]),
                    None if result is None else EvalResult.from_dict(result),
                    float(data["p_value"]), float(data["threshold"]), int(data["tests"]),
-                   float(data["selection_score"]), str(data.get("baseline", "DeltaNet")))
+                   float(data["selection_score"]),
+                   str(data.get("baseline", DEFAULT_BASELINE_NAME)))
 
     def line(self) -> str:
         """What the command line and the report say of it."""
@@ -177,7 +183,7 @@ class Confirmation:
 
 
 def confirm(finalists: Sequence[Candidate], results: Mapping[str, EvalResult | None], *,
-            alpha: float, min_effect: float = 0.0, baseline: str = "DeltaNet"
+            alpha: float, min_effect: float = 0.0, baseline: str = DEFAULT_BASELINE_NAME
             ) -> list[Confirmation]:
     """The verdicts of the final stage: Holm over every finalist (a failed evaluation counts
     as a test with p = 1, so failures cannot shrink the family)."""

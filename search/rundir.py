@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,9 +70,7 @@ class RunDir:
 
     def baseline_name(self) -> str:
         """The baseline's mixer name, for what the run prints (the program is the user's)."""
-        from linarch.api import analyze
-
-        return analyze(self.baseline_source()).name
+        return _mixer_name(self.baseline_source())
 
     @classmethod
     def create(cls, path: Path | str, config_text: str) -> RunDir:
@@ -130,6 +129,14 @@ def baseline_source(run_path: Path | str) -> str:
     from linarch.api import example_path
 
     return example_path("deltanet").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=8)
+def _mixer_name(source: str) -> str:
+    """A program's mixer name (the analysis is kept: the report asks for it more than once)."""
+    from linarch.api import analyze
+
+    return analyze(source).name
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from linarch.search.racing import DEFAULT_BASELINE_NAME
+
 TRAINED_STAGES = ("mqar", "mad", "lm", "recall+lm", "scale")
 
 
@@ -83,6 +85,6 @@ def card_context(facts: Mapping[str, Any], *, seeds: Sequence[int], baseline: st
     out: dict[str, Any] = {k: facts.get(k, "") for k in keys}
     out["higher_is_better"] = bool(facts.get("higher_is_better", True))
     out["task"] = out["task"] or "the configured cascade"
-    out["baseline_name"] = out["baseline_name"] or "DeltaNet"
+    out["baseline_name"] = out["baseline_name"] or DEFAULT_BASELINE_NAME
     out.update(seeds=", ".join(map(str, seeds)), baseline=baseline, best=best, budget=budget)
     return out
