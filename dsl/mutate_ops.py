@@ -123,7 +123,7 @@ def switch_gate_form(view: View, rng: random.Random) -> Edit | None:
                         + u.factors[k + 1:])
         d.set(u.index, u.stmt())
     was = f"exp({format_expr(log)})" if old == "other" else f"{_describe_gate(old)}"
-    return d.build(f"Switch the decay of state {u.state} from {was} to the "
+    return d.build(f"Switch the decay of state {u.state} from {was} to "
                    f"{_describe_gate(form)}, with new weights.")
 
 
