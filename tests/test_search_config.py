@@ -295,7 +295,8 @@ def test_the_quick_config_parses_and_builds_its_parts(tmp_path):
     run = create_run(quick, tmp_path / "quick")
     config = run.config()
     assert config.run.max_candidates >= 20 and config.islands.selection == "weighted"
-    assert [s.stage for s in config.cascade] == ["static", "numerics", "mqar"]
+    assert [s.stage for s in config.cascade] == ["static", "numerics", "lm"]
+    assert config.run.preset == "quick" and not config.racing.enabled  # about 30 min on 2 cores
     comps = build_components(config, run)
     try:
         assert isinstance(comps.proposer, OfflineProposer)
