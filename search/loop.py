@@ -500,8 +500,21 @@ class SearchLoop:
                       "-".join(map(str, seeds)), candidate_id=cid, source=c.source,
                       stage=stage, preset=self.config.run.preset, seeds=tuple(seeds),
                       run_path=str(self.run_dir.path.resolve()), fixed_seeds=True)
-        self.executor.submit(f"{cid}|{kind}", self.c.evaluate, job)
+        self.executor.submit(f"{cid}|{kind}", self.c.evaluate, job,
+                             limits=self._extra_limits(kind, len(seeds)))
         self._extra_jobs.add(f"{cid}|{kind}")
+
+    def _extra_limits(self, kind: str, seeds: int):
+        """The executor's limits with the time scaled to the job's runs: executor.time_limit_s
+        is sized for a first look (run.seeds), a racing job trains `seeds` seeds, and a
+        confirmation trains the baseline's fresh seeds too. Unscaled, a confirmation on 6
+        seeds ran past the limit that fits 3 and was killed."""
+        base = getattr(self.executor, "limits", None)
+        if base is None:
+            return None
+        runs = seeds * (2 if kind == "confirm" else 1)
+        scale = max(1.0, runs / max(1, len(self.config.run.seeds)))
+        return replace(base, time_s=base.time_s * scale)
 
     def _on_extra(self, cid: str, kind: str, job: JobResult) -> None:
         self._extra_jobs.discard(job.job_id)

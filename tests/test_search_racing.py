@@ -293,6 +293,21 @@ def test_the_confirmation_never_reuses_a_selection_seed(finished):
     assert [v.id for v in summary.confirmations] == started[0]["ids"]
 
 
+def test_racing_and_confirmation_jobs_get_time_for_their_runs(finished):
+    """executor.time_limit_s is sized for a first look (3 run seeds): a racing job on n seeds
+    gets n / 3 of it, a confirmation on 4 fresh seeds, which trains the baseline's too, 8 / 3."""
+    loop, _, events = finished
+    given = loop.executor.limits_of
+    last_race = {e["id"]: e["seeds"] for e in events if e["event"] == "race_submitted"}
+    assert last_race
+    for cid, seeds in last_race.items():
+        assert given[f"{cid}|race"].time_s == pytest.approx(100.0 * len(seeds) / 3)
+    for e in (e for e in events if e["event"] == "confirm_submitted"):
+        assert given[f"{e['id']}|confirm"].time_s == pytest.approx(100.0 * 8 / 3)
+    # a stage's first look keeps the executor's own limits
+    assert all(j.endswith(("|race", "|confirm")) for j in given)
+
+
 def test_only_the_confirmation_says_better(tmp_path):
     """The command line: the best of the selection is at most "promising"; BETTER appears
     only in the confirmation's lines, each with its fresh seeds and Holm's level."""

@@ -355,9 +355,13 @@ class InlineExecutor:
     (The real executors are tested in test_search_executor.py and the loop end-to-end.)"""
 
     def __init__(self, workers: int = 2):
+        from linarch.search.sandbox import Limits
+
         self.workers = workers
         self._queue: list[tuple[str, Any, tuple[Any, ...]]] = []
         self.submitted: list[str] = []
+        self.limits = Limits(time_s=100.0)  # the executor's own, as the real ones hold them
+        self.limits_of: dict[str, Any] = {}  # a job's limits, where it was given its own
 
     @property
     def free_slots(self) -> int:
@@ -370,6 +374,8 @@ class InlineExecutor:
     def submit(self, job_id, fn, *args, limits=None) -> None:
         self._queue.append((job_id, fn, args))
         self.submitted.append(job_id)
+        if limits is not None:
+            self.limits_of[job_id] = limits
 
     def wait(self, timeout=None):
         from linarch.search.sandbox import JobResult, Outcome
