@@ -300,8 +300,12 @@ class Generator:
                 lines.append(f"{self.em.helper('init_dirac')}({path}.weight)")
             elif kind == "linear" and self._choice(n, "bias_init") != "default":
                 value = self._kw(n, "bias_value")
-                lines.append(f"nn.init.constant_({path}.bias, {value})")
-                lines.append(f"{path}.bias._no_reinit = True  # the backbone keeps this init")
+                init_lines = [f"nn.init.constant_({path}.bias, {value})",
+                              f"{path}.bias._no_reinit = True  # the backbone keeps this init"]
+                if self.m.node(n.keyword("bias")).op is not Op.CONST:  # a keyword may drop it
+                    init_lines = [f"if {path}.bias is not None:"] + [
+                        "    " + line for line in init_lines]
+                lines += init_lines
         reads = [(i, n) for i, n in self.m.nodes() if n.op is Op.PARAM and any(
             n.keyword(key) is not None and self.m.node(n.keyword(key)).op is not Op.CONST
             for key in ("value", "bias_value"))]

@@ -508,7 +508,7 @@ class SearchLoop:
         """The executor's limits with the time scaled to the job's runs: executor.time_limit_s
         is sized for a first look (run.seeds), a racing job trains `seeds` seeds, and a
         confirmation trains the baseline's fresh seeds too. Unscaled, a confirmation on 6
-        seeds ran past the limit that fits 3 and was killed."""
+        seeds at both learning rates needs more than the limit that fits a 3-seed look."""
         base = getattr(self.executor, "limits", None)
         if base is None:
             return None

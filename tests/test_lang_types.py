@@ -168,6 +168,14 @@ def test_a_linear_bias_starts_where_the_program_says() -> None:
                                              num_hidden_layers=1, mixer_source=text))
     assert torch.equal(model.model.layers[0].mixer.a_proj.bias, torch.full((2,), -4.0))
     assert model.model.layers[0].mixer.b_proj.bias is None
+    # a bias a keyword may turn off: initialised where it exists, no error where it does not
+    keyword = text.replace("bias = true, bias_init", "bias = use_bias, bias_init").replace(
+        "mixer M(hidden_size = 64, num_heads = 2):",
+        "mixer M(hidden_size = 64, num_heads = 2, use_bias = true):")
+    assert codes(keyword) == []
+    layer_cls = linarch.compile(keyword)
+    assert torch.equal(layer_cls(hidden_size=64, num_heads=2).a_proj.bias, torch.full((2,), -4.0))
+    assert layer_cls(hidden_size=64, num_heads=2, use_bias=False).a_proj.bias is None
 
 
 @pytest.mark.parametrize("name", ["x", "I", "T", "time", "batch"])
