@@ -1400,7 +1400,7 @@ class FusionGatedFIRNet(nn.Module):
                 fir_long : causal_conv(H * dv, width = fir_long_kernel, init = "identity")
                 retention_log : weight(H, init = "constant", value = -4.0)
                 fusion_gate : mlp(hidden_size -> gate_hidden_mult * hidden_size -> H * 4,
-                    act = "gelu")
+                                  act = "gelu")
                 o_norm : rmsnorm(dv, eps = norm_eps)
                 o_proj : linear(H * dv -> hidden_size)
 

@@ -2131,7 +2131,7 @@ class RWKV7Attention(nn.Module):
                 g_lora.lora.0 : linear(hidden_size -> gate_low_rank_dim)
                 g_lora.lora.2 : linear(gate_low_rank_dim -> value_dim)
                 g_norm : groupnorm(H, value_dim, eps = group_eps, affine = elementwise_affine,
-                    bias = true)
+                                   bias = true)
                 o_proj : linear(value_dim -> hidden_size)
 
             delta = token_shift(x) - x
