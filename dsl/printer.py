@@ -109,7 +109,8 @@ def _wrap(line: str, width: int, stack: list[int]) -> list[str]:
     if len(line) <= width:
         return [line]
     open_ = list(stack)
-    cuts: list[tuple[int, int, int, int]] = []  # (depth, rank, position, column to align at)
+    # (depth, rank, position, column to align at, the brackets open at the cut)
+    cuts: list[tuple[int, int, int, int, list[int]]] = []
     quoted = False
     for k, ch in enumerate(line):
         if ch == '"':
@@ -121,31 +122,17 @@ def _wrap(line: str, width: int, stack: list[int]) -> list[str]:
         elif ch in ")]":
             open_.pop()
         elif open_ and ch == "," and k + 1 <= width:
-            cuts.append((len(open_), 0, k + 1, open_[-1]))
+            cuts.append((len(open_), 0, k + 1, open_[-1], list(open_)))
         elif open_ and line[k:k + 3] in (" + ", " - ", " * ", " / ") and k <= width:
-            cuts.append((len(open_), 1 if line[k + 1] in "+-" else 2, k, open_[-1]))
+            cuts.append((len(open_), 1 if line[k + 1] in "+-" else 2, k, open_[-1],
+                         list(open_)))
     if not cuts:
         return [line]
-    _, _, cut, column = min(cuts, key=lambda c: (c[0], c[1], -c[2]))
-    stack_at_cut = _open_at(line, cut, stack)
+    _, _, cut, column, open_at_cut = min(cuts, key=lambda c: (c[0], c[1], -c[2]))
     if column >= cut:  # aligning would not shorten the line
         return [line]
     rest = " " * column + line[cut:].lstrip()
-    return [line[:cut].rstrip()] + _wrap(rest, width, stack_at_cut)
-
-
-def _open_at(line: str, end: int, stack: list[int]) -> list[int]:
-    """The columns after the brackets open just before position ``end`` of ``line``."""
-    open_ = list(stack)
-    quoted = False
-    for k, ch in enumerate(line[:end]):
-        if ch == '"':
-            quoted = not quoted
-        elif not quoted and ch in "([":
-            open_.append(k + 1)
-        elif not quoted and ch in ")]":
-            open_.pop()
-    return open_
+    return [line[:cut].rstrip()] + _wrap(rest, width, open_at_cut)
 
 
 def format_hparam(h: ast.HParam) -> str:
