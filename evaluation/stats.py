@@ -16,6 +16,13 @@ from dataclasses import dataclass
 from statistics import fmean, stdev
 
 
+class Alternative(enum.Enum):
+    """What a t-test's p-value is the chance of, under "no difference"."""
+
+    GREATER = "greater"        # a mean difference this large or larger
+    TWO_SIDED = "two-sided"    # one this far from zero, either way
+
+
 class Verdict(enum.Enum):
     BETTER = "better"
     WORSE = "worse"
@@ -71,6 +78,14 @@ class PairedComparison:
         return self.min_effect > 0 and -self.min_effect < self.ci_low and \
             self.ci_high < self.min_effect
 
+    def p_value(self, alternative: Alternative = Alternative.TWO_SIDED) -> float:
+        """The paired t-test of "no difference" on these pairs (1 with fewer than two)."""
+        diffs = [c - b for c, b in zip(self.candidate, self.baseline)]
+        n = len(diffs)
+        if n < 2:
+            return 1.0
+        return t_test_p(self.mean_difference, stdev(diffs) / math.sqrt(n), n - 1, alternative)
+
     @property
     def decided(self) -> bool:
         """A verdict, or an equivalence: more seeds would not change what a user does."""
@@ -115,6 +130,19 @@ def t_cdf(t: float, df: float) -> float:
     """P(T <= t) for Student's t with `df` degrees of freedom."""
     tail = 0.5 * incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
     return 1.0 - tail if t >= 0 else tail
+
+
+def t_test_p(mean: float, standard_error: float, df: float,
+             alternative: Alternative = Alternative.TWO_SIDED) -> float:
+    """P-value of a t statistic mean / standard_error; an exact mean (SE 0) is certain."""
+    if standard_error <= 0.0:
+        if mean == 0.0:
+            return 1.0
+        return 0.0 if mean > 0 or alternative is Alternative.TWO_SIDED else 1.0
+    t = mean / standard_error
+    if alternative is Alternative.GREATER:
+        return 1.0 - t_cdf(t, df)
+    return min(1.0, 2.0 * (1.0 - t_cdf(abs(t), df)))
 
 
 def t_quantile(p: float, df: float) -> float:

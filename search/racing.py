@@ -29,7 +29,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from linarch.evaluation.stats import t_cdf, t_quantile
+from linarch.evaluation.stats import Alternative, t_quantile, t_test_p
 from linarch.search.archive import standard_error
 from linarch.search.records import Candidate, EvalResult
 
@@ -117,9 +117,7 @@ def one_sided_p(result: EvalResult) -> float:
     if n < 2 or not math.isfinite(result.ci_low):
         return 1.0
     se = (result.score - result.ci_low) / t_quantile(0.975, n - 1)
-    if se <= 0.0:
-        return 0.0 if result.score > 0 else 1.0
-    return 1.0 - t_cdf(result.score / se, n - 1)
+    return t_test_p(result.score, se, n - 1, Alternative.GREATER)
 
 
 def holm(pvalues: Mapping[str, float], alpha: float) -> dict[str, tuple[float, bool]]:

@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from linarch.evaluation.stats import Verdict, paired_comparison, t_cdf, t_quantile
+from linarch.evaluation.stats import (
+    Alternative,
+    Verdict,
+    paired_comparison,
+    t_cdf,
+    t_quantile,
+)
 
 stats = pytest.importorskip("scipy.stats")
 
@@ -28,6 +34,26 @@ def test_interval_is_the_students_t_interval_of_the_differences():
     assert c.mean_difference == pytest.approx(sum(diffs) / 4)
     assert (c.ci_low, c.ci_high) == (pytest.approx(low), pytest.approx(high))
     assert c.verdict is Verdict.INDISTINGUISHABLE and c.ci_low < 0 < c.ci_high
+
+
+@pytest.mark.parametrize("cand, base", [
+    ([0.81, 0.85, 0.79, 0.88], [0.78, 0.80, 0.80, 0.83]),
+    ([1.9, 2.1, 2.0], [2.2, 2.3, 2.05]),
+    ([0.5, 0.7], [0.4, 0.45]),
+])
+def test_p_values_are_scipys_paired_t_test(cand, base):
+    c = paired_comparison("m", True, cand, base)
+    assert c.p_value() == pytest.approx(stats.ttest_rel(cand, base).pvalue, rel=1e-8)
+    assert c.p_value(Alternative.GREATER) == pytest.approx(
+        stats.ttest_rel(cand, base, alternative="greater").pvalue, rel=1e-8)
+
+
+def test_p_values_of_degenerate_pairs():
+    assert paired_comparison("m", True, [1.0], [0.0]).p_value() == 1.0
+    exact = paired_comparison("m", True, [1.0, 2.0], [0.5, 1.5])  # every difference 0.5
+    assert exact.p_value() == 0.0 and exact.p_value(Alternative.GREATER) == 0.0
+    assert paired_comparison("m", True, [0.5, 1.5], [1.0, 2.0]).p_value(Alternative.GREATER) == 1.0
+    assert paired_comparison("m", True, [1.0, 2.0], [1.0, 2.0]).p_value() == 1.0
 
 
 def test_verdict_follows_the_metric_direction():

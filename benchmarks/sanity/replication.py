@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import fmean, stdev
+from statistics import fmean
 
-from linarch.evaluation.stats import level, paired_comparison, t_cdf
+from linarch.evaluation.stats import (
+    Alternative,
+    PairedComparison,
+    level,
+    paired_comparison,
+)
 from linarch.search.racing import holm
 
 
@@ -38,22 +42,19 @@ class Row:
     baseline_mean: float
     diffs: tuple[float, ...]  # candidate - baseline, positive = better
 
+    def comparison(self, confidence: float = 0.95) -> PairedComparison:
+        """The signed differences against zero, as `compare` computes its interval."""
+        zeros = [0.0] * len(self.diffs)
+        return paired_comparison(self.metric, True, list(self.diffs), zeros, confidence)
+
     @property
     def p_value(self) -> float:
         """Two-sided paired t-test of "no difference" (1 when fewer than two pairs)."""
-        n = len(self.diffs)
-        if n < 2:
-            return 1.0
-        sd = stdev(self.diffs)
-        if sd == 0.0:
-            return 0.0 if fmean(self.diffs) != 0.0 else 1.0
-        t = fmean(self.diffs) / (sd / math.sqrt(n))
-        return min(1.0, 2.0 * (1.0 - t_cdf(abs(t), n - 1)))
+        return self.comparison().p_value(Alternative.TWO_SIDED)
 
     def interval(self, confidence: float) -> tuple[float, float]:
-        """The paired t-interval at `confidence`, as `compare` computes it."""
-        zeros = [0.0] * len(self.diffs)
-        s = paired_comparison(self.metric, True, list(self.diffs), zeros, confidence)
+        """The paired t-interval at `confidence`."""
+        s = self.comparison(confidence)
         return s.ci_low, s.ci_high
 
 
