@@ -198,17 +198,26 @@ class _Runner:
                          hyper.weight_decay, self.shapes[(role, problem)], self.device.type)
 
     def ensure(self, wanted: Iterable[tuple[Role, str, int, Hyper]], attempt: int = 0) -> None:
-        """Make sure each wanted run exists: from this comparison, the cache, or training."""
-        todo = []
+        """Make sure each wanted run exists: from this comparison, the cache, or training.
+
+        Two wanted runs with one key (a program compared with itself: a search's seed program
+        that is also its baseline) are one run: trained once, the other arm reads it."""
+        todo: list[tuple[Role, str, int, Hyper]] = []
+        first: dict[str, tuple[Role, str, int, Hyper]] = {}  # run key -> the item that trains it
+        twins: dict[tuple[Role, str, int, Hyper], tuple[Role, str, int, Hyper]] = {}
         for item in dict.fromkeys(wanted):
             if item in self.runs and self.runs[item].attempt >= attempt:
                 continue
             role, problem, seed, hyper = item
-            cached = self.cache.get(self.key(*item)) if self.cache and attempt == 0 else None
+            key = self.key(*item)
+            cached = self.cache.get(key) if self.cache and attempt == 0 else None
             if cached is not None:
                 self.runs[item] = ArmRun(role, problem, seed, hyper,
                                          self.shapes[(role, problem)], cached, cached=True)
+            elif key.digest in first:
+                twins[item] = first[key.digest]
             else:
+                first[key.digest] = item
                 todo.append(item)
         for item, result in zip(todo, self._train_all(todo)):
             role, problem, seed, hyper = item
@@ -222,6 +231,10 @@ class _Runner:
             self.log(f"[{problem}] seed {seed} {role.value} {self.specs[role].name} "
                      f"({hyper.label()}): {result.outcome.value} {metric}="
                      f"{result.metric(metric):.4f} ({result.timings.cpu_s:.0f} cpu-s)")
+        for item, twin in twins.items():
+            role, problem, seed, hyper = item
+            self.runs[item] = ArmRun(role, problem, seed, hyper, self.shapes[(role, problem)],
+                                     self.runs[twin].result, cached=True, attempt=attempt)
 
     def _train_all(self, items: list[tuple[Role, str, int, Hyper]]) -> Iterator[TrainResult]:
         """Results in the order of `items`, each as soon as it and those before it are done

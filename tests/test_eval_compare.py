@@ -97,6 +97,16 @@ def test_finished_runs_are_reused_and_more_seeds_train_only_the_new_ones(tmp_pat
     assert store.count("experiments") == 4 and cache.count(b.key) == 16
 
 
+def test_a_program_compared_with_itself_trains_each_run_once():
+    # a search's seed program that is also its baseline: the two arms are the same runs
+    result = compare(spec("a"), spec("a"), budget(), [0, 1], None, None, log=quiet)
+    assert result.cost.candidate_runs == 4  # 2 seeds x 2 learning rates
+    assert result.cost.baseline_runs == 0 and result.cost.baseline_cached == 4
+    assert result.stats.mean_difference == 0.0
+    assert [s.value for s in result.role_scores(Role.CANDIDATE)] == \
+        [s.value for s in result.role_scores(Role.BASELINE)]
+
+
 def test_a_grid_point_that_fails_is_not_kept_and_the_seed_still_counts():
     """NaN at one learning rate is the other rate's win, not a failed seed."""
     b = budget()
