@@ -59,16 +59,18 @@ def format_header(stmt: ast.Stmt, width: int = WIDTH) -> str:
         else:
             lines[-1] += ", " + item
     out: list[str] = []
-    for line in lines:  # a formula longer than a line breaks after a comma inside it
-        out += _break_formula(line, width, pad + "    ", 0 if line.startswith(prefix) else 1)
+    for k, line in enumerate(lines):  # a formula longer than a line breaks after a comma in it
+        tail = 2 if k == len(lines) - 1 else 0  # the last line ends with "):"
+        out += _break_formula(line, width, pad + "    ", 0 if line.startswith(prefix) else 1,
+                              tail)
     return "\n".join(out) + "):"
 
 
-def _break_formula(line: str, width: int, indent: str, depth: int) -> list[str]:
+def _break_formula(line: str, width: int, indent: str, depth: int, tail: int = 2) -> list[str]:
     """A header line whose formula is too long, broken after the last comma that fits inside
     the formula's brackets, else before the last operator that fits (``depth`` is how many
-    brackets are open where the line starts)."""
-    if len(line) + 2 <= width:
+    brackets are open where the line starts; ``tail`` the characters that will follow it)."""
+    if len(line) + tail <= width:
         return [line]
     commas: list[tuple[int, int]] = []
     operators: list[tuple[int, int]] = []

@@ -125,6 +125,16 @@ def test_fmt_breaks_a_long_statement_inside_its_brackets() -> None:
             "[H, 1],\n                   sqrt(") in once
 
 
+def test_fmt_fills_header_lines_to_the_width_before_breaking_a_formula() -> None:
+    """A header line that ends in a comma may use all 100 columns: only the last one keeps room
+    for its "):". A full line is never broken inside a formula like log(exp(0.7) - 1)."""
+    src = Path(__file__).resolve().parent.parent / "benchmarks" / "sanity" / "gfr_nostats.lin"
+    once = format_source(Source(src.read_text(encoding="utf-8")))
+    assert "gate_logit_init = log(exp(0.7) - 1),\n" in once
+    assert max(len(line) for line in once.splitlines()) == 100
+    assert format_source(Source(once)) == once
+
+
 def test_fmt_keeps_comments_inside_bracketed_statements() -> None:
     text = _replace(_text("deltanet"), (
         "    beta = sigmoid(b_proj(x))  # rate in [0, 1], per head",
