@@ -201,11 +201,14 @@ class SearchLoop:
         return self._summary(reason)
 
     def _may_propose(self) -> bool:
+        """A proposal may start once a seed program has a score to start from (not when all
+        have: a worker would idle while a slower seed trains), while the budget, the
+        proposal lanes and the workers have room."""
         s = self.state
         workers = getattr(self.executor, "workers", 1)
         return (
             self._stop_reason is None
-            and s.seeds_done
+            and (s.seeds_done or bool(s.archive.seeds))
             and s.committed < self.config.run.max_candidates
             and s.proposals < self.config.max_proposals
             and len(self._proposals) < self._lanes

@@ -123,6 +123,38 @@ def check_journal(events):
 # ------------------------------------------------------------------------------ scheduling
 
 
+class HoldingExecutor(InlineExecutor):
+    """Runs the jobs of the ids in `held` only after `waits` calls of `wait`: a seed program
+    that trains longer than the others."""
+
+    def __init__(self, workers: int, held: set[str], waits: int):
+        super().__init__(workers)
+        self.held, self.waits = held, waits
+
+    def wait(self, timeout=None):
+        self.waits -= 1
+        if self.waits > 0:
+            held = [j for j in self._queue if j[0].split("|")[0] in self.held]
+            self._queue = [j for j in self._queue if j not in held]
+            results = super().wait(timeout)
+            self._queue += held
+            return results
+        return super().wait(timeout)
+
+
+def test_proposals_start_once_one_seed_is_scored_not_when_all_are(tmp_path):
+    slow = SeedProgram("toy_gated", toy_source("Gated", gate="scalar"))
+    loop = make_loop(tmp_path, config_text(max_candidates=3), ToyMutationProposer(seed=3),
+                     HoldingExecutor(2, {"s001"}, waits=6), seeds=(SEED, slow))
+    summary = loop.run()
+    assert summary.reason == "max_candidates"
+    events = read_jsonl(loop.run_dir.journal)
+    order = [(e["event"], e.get("id")) for e in events]
+    first_proposal = next(i for i, (ev, _) in enumerate(order) if ev == "proposal_started")
+    assert order.index(("evaluated", "s000")) < first_proposal < order.index(("evaluated", "s001"))
+    check_journal(events)
+
+
 def test_loop_runs_the_cascade_to_max_candidates(tmp_path):
     loop = make_loop(tmp_path, config_text(), ToyMutationProposer(seed=3), InlineExecutor(2))
     summary = loop.run()
