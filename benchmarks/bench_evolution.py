@@ -21,7 +21,6 @@ read back, an unfinished one continues with `linarch search --resume`.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tomllib
@@ -31,6 +30,7 @@ from statistics import fmean
 
 from linarch.evaluation.stats import Verdict, paired_comparison
 from linarch.search.config import dumps_toml
+from linarch.search.jsonl import read_jsonl
 
 ARMS = ("evolution", "best-of-n")
 
@@ -70,11 +70,8 @@ def derived_config(config: Path, run_seed: int, store: Path) -> str:
 
 
 def events(run_dir: Path) -> list[dict]:
-    journal = run_dir / "journal.jsonl"
-    if not journal.is_file():
-        return []
-    return [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    """The run's journal, as the search reads it (a line torn by a kill is left out)."""
+    return read_jsonl(run_dir / "journal.jsonl")
 
 
 def finished(run_dir: Path) -> bool:
