@@ -165,6 +165,14 @@ def init_dt_bias(t, dt_min=0.001, dt_max=0.1, dt_floor=1e-4):
         t.copy_(dt + torch.log(-torch.expm1(-dt)))
 
 
+def init_ramp(t, start, end, power=1.0):
+    """Channel n of N starts at start + (end - start) * (n / N) ** power (over the flattened
+    weight): a spread of mixes or timescales across channels, as RWKV initialises them."""
+    with torch.no_grad():
+        n = torch.arange(t.numel(), dtype=torch.float64, device=t.device) / t.numel()
+        t.copy_((start + (end - start) * n ** power).view_as(t).to(t.dtype))
+
+
 def init_dirac(conv_weight):
     """A depthwise causal conv that passes its input through (weight 1 on the newest token)."""
     with torch.no_grad():

@@ -283,7 +283,8 @@ class Generator:
             path = param_path(n.name)
             if kind == "weight":
                 value = self._kw(n, "value")
-                helper = {"a_log": "init_a_log", "dt_bias": "init_dt_bias"}.get(init)
+                helper = {"a_log": "init_a_log", "dt_bias": "init_dt_bias",
+                          "ramp": "init_ramp"}.get(init)
                 if helper:
                     self.em.helper(helper)
                 lines.append({
@@ -295,12 +296,18 @@ class Generator:
                     "identity": f"nn.init.ones_({path})",
                     "a_log": f"init_a_log({path})",
                     "dt_bias": f"init_dt_bias({path})",
+                    "ramp": f"init_ramp({path}, {value}, {self._kw(n, 'end')}, "
+                            f"{self._kw(n, 'power')})",
                 }[init])
             elif kind == "causal_conv" and init == "identity":
                 lines.append(f"{self.em.helper('init_dirac')}({path}.weight)")
             elif kind == "linear" and self._choice(n, "bias_init") != "default":
                 value = self._kw(n, "bias_value")
-                init_lines = [f"nn.init.constant_({path}.bias, {value})",
+                init = (f"{self.em.helper('init_ramp')}({path}.bias, {value}, "
+                        f"{self._kw(n, 'bias_end')}, {self._kw(n, 'bias_power')})"
+                        if self._choice(n, "bias_init") == "ramp"
+                        else f"nn.init.constant_({path}.bias, {value})")
+                init_lines = [init,
                               f"{path}.bias._no_reinit = True  # the backbone keeps this init"]
                 if self.m.node(n.keyword("bias")).op is not Op.CONST:  # a keyword may drop it
                     init_lines = [f"if {path}.bias is not None:"] + [
@@ -308,7 +315,7 @@ class Generator:
                 lines += init_lines
         reads = [(i, n) for i, n in self.m.nodes() if n.op is Op.PARAM and any(
             n.keyword(key) is not None and self.m.node(n.keyword(key)).op is not Op.CONST
-            for key in ("value", "bias_value"))]
+            for key in ("value", "bias_value", "end", "power", "bias_end", "bias_power"))]
         if reads:  # an init value computed from the keywords, which live on the layer
             statics = [self.names[i] for i, n in self.m.nodes() if i in self.names
                        and self._is_static_scalar(i)]

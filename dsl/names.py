@@ -23,8 +23,8 @@ GENERATED_MODULE = frozenset({
     "torch", "nn", "F", "math", "triton", "tl", "os",
     # runtime helpers (codegen/runtime.py)
     "l2norm", "eye_add", "entropy", "RMSNorm", "causal_conv", "token_shift", "rotary",
-    "init_a_log", "init_dt_bias", "init_dirac", "chunk_dplr", "interleave", "GroupNorm",
-    "softmax_attention", "cat_last", "causal_long_conv", "lay_out", "unlay",
+    "init_a_log", "init_dt_bias", "init_dirac", "init_ramp", "chunk_dplr", "interleave",
+    "GroupNorm", "softmax_attention", "cat_last", "causal_long_conv", "lay_out", "unlay",
 })
 
 # the constructor's and forward's own arguments, and what the layer sets on itself

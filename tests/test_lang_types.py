@@ -144,6 +144,13 @@ def test_dotted_parameter_names_follow_fla_submodules() -> None:
     ("linear(hidden_size -> H, bias_init = \"constant\")", "LA105"),  # no bias to init
     ("linear(hidden_size -> H, bias = true, bias_value = 1.0)", "LA105"),  # not read: default
     ("linear(hidden_size -> H, bias = true, bias_init = \"normal\")", "LA105"),  # a weight's
+    ("linear(hidden_size -> H, bias = true, bias_end = 1.0)", "LA105"),  # read only by a ramp
+    ("linear(hidden_size -> H, bias = true, bias_init = \"constant\", bias_power = 2)",
+     "LA105"),
+    ("linear(hidden_size -> H, bias = true, bias_init = \"ramp\", bias_power = 0)", "LA105"),
+    ("weight(H, init = \"constant\", value = 1, end = 0)", "LA105"),  # end: a ramp's
+    ("weight(H, init = \"ramp\", value = 1, power = -0.5)", "LA105"),  # 0 ** -0.5 at n = 0
+    ("weight(H, init = \"ramp\", end = H * x)", "LA105"),  # not a static number
     ("liner(hidden_size -> H)", "LA106"),
 ])
 def test_parameter_constructors_are_checked(declaration: str, code: str) -> None:
@@ -176,6 +183,31 @@ def test_a_linear_bias_starts_where_the_program_says() -> None:
     layer_cls = linarch.compile(keyword)
     assert torch.equal(layer_cls(hidden_size=64, num_heads=2).a_proj.bias, torch.full((2,), -4.0))
     assert layer_cls(hidden_size=64, num_heads=2, use_bias=False).a_proj.bias is None
+
+
+def test_a_ramp_init_spreads_the_start_across_channels() -> None:
+    """`init = "ramp"` (a weight) and `bias_init = "ramp"` (a linear's bias): channel n of N
+    starts at value + (end - value) * (n / N) ** power, RWKV's token-shift and decay inits."""
+    text = mixer(("b_proj, a_proj : linear(hidden_size -> H)",
+                  "b_proj : linear(hidden_size -> H)\n"
+                  "        a_proj : linear(hidden_size -> 4 * H, bias = true, "
+                  "bias_init = \"ramp\", bias_value = -6, bias_end = 2)\n"
+                  "        mix : weight(1, 1, hidden_size, init = \"ramp\", value = 1, end = 0, "
+                  "power = 0.5)"),
+                 ("beta = sigmoid(b_proj(x))", "beta = sigmoid(b_proj(x + mix))"))
+    assert codes(text) == []
+    layer = linarch.compile(text)(hidden_size=64, num_heads=2)
+    assert torch.equal(layer.a_proj.bias, torch.arange(8.0) - 6)  # -6 + 8 * n / 8
+    n = torch.arange(64, dtype=torch.float64) / 64
+    assert torch.allclose(layer.mix.flatten().double(), 1 - n ** 0.5)
+    from linarch.models.configuration import LinarchConfig
+    from linarch.models.modeling import LinarchForCausalLM
+
+    model = LinarchForCausalLM(LinarchConfig(vocab_size=32, hidden_size=64, num_heads=2,
+                                             num_hidden_layers=1, mixer_source=text))
+    mixer_layer = model.model.layers[0].mixer  # the backbone's init leaves both ramps alone
+    assert torch.equal(mixer_layer.a_proj.bias, layer.a_proj.bias)
+    assert torch.equal(mixer_layer.mix, layer.mix)
 
 
 @pytest.mark.parametrize("name", ["x", "I", "T", "time", "batch"])

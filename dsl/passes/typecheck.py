@@ -640,6 +640,8 @@ class _Checker:
                 window = self._dim(a, n, "convolution width")
         if kind.name == "linear" and not self._bias_init_fits(n):
             raise _Poison
+        if kind.name == "weight" and not self._ramp_fits(n, "init", "", "value"):
+            raise _Poison
         if kind.name == "causal_conv" and window is None:
             window = sp.Integer(kind.default("width"))
         if not kind.applies:
@@ -660,9 +662,27 @@ class _Checker:
             self.err("LA105", f"`bias_init = \"{init}\"` needs a bias", n,
                      "add `bias = true`, or drop `bias_init`")
             return False
-        if n.keyword("bias_value") is not None and init != "constant":
-            self.err("LA105", "`bias_value` is read only with `bias_init = \"constant\"`", n,
-                     "add `bias_init = \"constant\"`, or drop `bias_value`")
+        if n.keyword("bias_value") is not None and init not in ("constant", "ramp"):
+            self.err("LA105", "`bias_value` is read only with `bias_init = \"constant\"` or "
+                     "`\"ramp\"`", n, "add `bias_init = \"constant\"`, or drop `bias_value`")
+            return False
+        return self._ramp_fits(n, "bias_init", "bias_", "bias_value")
+
+    def _ramp_fits(self, n: Node, init_key: str, prefix: str, start_key: str) -> bool:
+        """`end` and `power` belong to a ramp init, and a ramp's power must be positive (the
+        first channel's (0 / N) ** power)."""
+        a = n.keyword(init_key)
+        init = None if a is None else self.t(a).literal
+        for key in (f"{prefix}end", f"{prefix}power"):
+            if n.keyword(key) is not None and init != "ramp":
+                self.err("LA105", f"`{key}` is read only with `{init_key} = \"ramp\"`", n,
+                         f"add `{init_key} = \"ramp\"` (from `{start_key}` to `{prefix}end`), "
+                         f"or drop `{key}`")
+                return False
+        power = n.keyword(f"{prefix}power")
+        if power is not None and not self.t(power).range.lo > 0:
+            self.err("LA105", f"`{prefix}power` of a ramp must be provably positive, here "
+                     f"{self.t(power).range}", n, f"e.g. `{prefix}power = 1.0` (a straight line)")
             return False
         return True
 
@@ -695,7 +715,8 @@ class _Checker:
             self.err("LA105", f"unknown bias init \"{t.literal}\"", n,
                      f"a linear's bias inits: {', '.join(BIAS_INITS)}")
             raise _Poison
-        if key in ("eps", "value", "bias_value", "width") and not t.is_scalar_static:
+        if key in ("eps", "value", "bias_value", "width", "end", "power", "bias_end",
+                   "bias_power") and not t.is_scalar_static:
             self.err("LA105", f"`{key}` of {kind} must be a static number", n)
             raise _Poison
 
