@@ -48,7 +48,7 @@ from .store import ExperimentStore
 MATCHING = {MatchTarget.PARAMS: "each mixer's own width matched to DeltaNet's parameters",
             MatchTarget.STATE: "each mixer's own width matched to DeltaNet's state",
             MatchTarget.NONE: ("each mixer at the configuration of its published number "
-                               "(Zoology's protocol: declared widths, Mamba2's d_state as named)")}
+                               "(declared widths, Mamba2's d_state as named: Zoology's protocol)")}
 
 
 def markers(task: TaskKind, block: str | None = None) -> tuple[str, str]:
@@ -123,7 +123,27 @@ LM_REFERENCES: tuple[Reference, ...] = (
     Reference("HGRN2", "examples/hgrn2.lin", 19.10, GDN_TABLE3),
 )
 
-REFERENCES = {TaskKind.MQAR: MQAR_REFERENCES, TaskKind.LM: LM_REFERENCES}
+DELTANET_MAD = ("Yang, Wang, Zhang, Shen, Kim 2024, Parallelizing Linear Transformers with the "
+                "Delta Rule over Sequence Length (arXiv 2406.06484), MAD table: mean accuracy "
+                "over the six MAD tasks, in percent")
+RWKV7_MAD = ("Peng et al. 2025, RWKV-7 \"Goose\" with Expressive Dynamic State Evolution "
+             "(arXiv 2503.14456), MAD table (its other rows are the DeltaNet paper's)")
+
+# The MAD axis: the published MAD scores (higher is better, like the MAD score measured here).
+# One consistent table: the DeltaNet paper's, which the RWKV-7 paper copies and extends.
+MAD_REFERENCES: tuple[Reference, ...] = (
+    Reference("RWKV-7", "examples/rwkv7.lin", 79.3, RWKV7_MAD, role="better", tolerance=0.2),
+    Reference("softmax attention", "examples/reference/softmax_attention.lin", 74.5,
+              f"{DELTANET_MAD} (Transformer)"),
+    Reference("DeltaNet", "examples/deltanet.lin", 71.8, DELTANET_MAD, role="baseline"),
+    Reference("Mamba2, d_state 16", "examples/mamba2.lin", 69.3,
+              f"{DELTANET_MAD}: Mamba (Mamba-1, whose default d_state is 16); Mamba2 has no "
+              "published MAD score", widths=(("state_size", 16),)),
+    Reference("GLA", "examples/gla.lin", 60.0, DELTANET_MAD, role="worse"),
+)
+
+REFERENCES = {TaskKind.MQAR: MQAR_REFERENCES, TaskKind.LM: LM_REFERENCES,
+              TaskKind.MAD: MAD_REFERENCES}
 
 
 @dataclass(frozen=True)
@@ -290,7 +310,7 @@ def table_markdown(cal: Calibration) -> str:
         f"{len(cal.seeds)} seeds ({', '.join(map(str, cal.seeds))}); `linarch calibrate` on "
         f"{time.strftime('%Y-%m-%d')}: {cal.wall_s / 60:.0f} min wall, {cal.cpu_s / 60:.0f} "
         f"CPU-min, load average {cal.load_before[0]:.1f} before and {cal.load_after[0]:.1f} "
-        f"after.",
+        f"after; {_runs_behind(cal)}.",
         "",
         f"| mixer | {metric} (95% CI) | vs DeltaNet ({level(b.rule.confidence)} CI) | verdict "
         "| params | state bytes "
@@ -314,6 +334,8 @@ def table_markdown(cal: Calibration) -> str:
             f"{row.mean + row.half_width():.3f}] | {diff} | {verdict} | "
             f"{arm.params.non_embedding:,} | {arm.state_bytes:,} | {lr} | "
             f"{published} | {ref.source} |")
+    if len(b.problems) > 1:
+        lines += ["", *_problem_table(cal)]
     aa_better = sum(c.verdict is Verdict.BETTER for c in cal.aa)
     aa_worse = sum(c.verdict is Verdict.WORSE for c in cal.aa)
     capped = [c for c in cal.aa if c.stats is not None]
@@ -350,6 +372,40 @@ def table_markdown(cal: Calibration) -> str:
             f"{max(e.wall_s for e in evals):.0f} s), median "
             f"{sorted(e.cpu_s for e in evals)[len(evals) // 2]:.0f} CPU-s.")
     return "\n".join(lines)
+
+
+def _runs_behind(cal: Calibration) -> str:
+    """What the table's training runs cost when they were trained, whichever sitting that was:
+    a calibration that resumes reads most of them back from the run cache."""
+    runs = {}
+    for c in [r.comparison for r in cal.rows] + [c for _, c in cal.controls] + list(cal.aa):
+        for run in c.runs:
+            spec = c.candidate if run.role is Role.CANDIDATE else c.baseline
+            runs[(spec.structural_hash, spec.code_hash, spec.init_salt, run.problem, run.seed,
+                  run.hyper, run.shape)] = run
+    cpu = sum(r.result.timings.cpu_s for r in runs.values())
+    cached = sum(r.cached for r in runs.values())
+    return (f"the {len(runs)} training runs behind it took {cpu / 60:.0f} CPU-min "
+            f"({cached} of them read back from the run cache in this sitting)")
+
+
+def _problem_table(cal: Calibration) -> list[str]:
+    """Each problem's metric per mixer, for a score averaged over several (MAD's six tasks):
+    which tasks separate the mixers and which sit at the ceiling or at chance."""
+    names = [p.name for p, _ in cal.budget.problems]
+    prefix = os.path.commonprefix(names)
+    prefix = prefix[:prefix.rfind("-") + 1]
+    sign = -1.0 if cal.budget.metric.higher_is_better else 1.0
+    lines = [f"Per problem ({cal.budget.problems[0][0].metric.name} at the rate each mixer kept, "
+             f"mean over the seeds):", "",
+             "| mixer | " + " | ".join(n[len(prefix):] for n in names) + " |",
+             "|---|" + "---|" * len(names)]
+    for row in sorted(cal.rows, key=lambda r: sign * r.mean):
+        role = Role.BASELINE if row.reference.role == "baseline" else Role.CANDIDATE
+        means = row.comparison.problem_means(role)
+        lines.append(f"| {row.reference.label} | "
+                     + " | ".join(f"{means[n]:.3f}" for n in names) + " |")
+    return lines
 
 
 def write_block(path: Path, block: str, task: TaskKind = TaskKind.MQAR,

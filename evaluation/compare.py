@@ -159,6 +159,23 @@ class Comparison:
     def failures(self, role: Role) -> int:
         return sum(s.failed for s in self.role_scores(role))
 
+    def problem_means(self, role: Role) -> dict[str, float]:
+        """Each problem's metric at the rate the arm kept, averaged over the seeds (a failed run
+        counts as nothing learned): what a multi-problem score such as MAD's is made of."""
+        kept = {(ch.problem, ch.seed): ch.chosen for ch in self.choices if ch.role is role}
+        means = {}
+        for problem, config in self.budget.problems:
+            values = []
+            for seed in self.seeds:
+                hyper = kept.get((problem.name, seed), kept.get((problem.name, None))) \
+                    or self.budget.hypers(config)[0]
+                run = next(r for r in self.runs if r.role is role and r.seed == seed
+                           and r.problem == problem.name and r.hyper == hyper)
+                values.append(run.result.metric(problem.metric.name) if run.result.ok
+                              else failure_score(problem))
+            means[problem.name] = fmean(values)
+        return means
+
     def throughput(self, role: Role) -> float:
         rates = [r.result.timings.tokens_per_s for r in self.runs
                  if r.role is role and not r.cached and r.result.timings.train_s > 0]

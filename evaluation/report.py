@@ -34,15 +34,15 @@ def verdict_meaning(c: Comparison) -> str:
 
 
 def kept_hypers(c: Comparison, role: Role) -> str:
-    """The learning-rate points an arm kept: 'lr 0.01' or, chosen per seed, 'lr 0.01 x3,
-    lr 0.003 x2'."""
+    """The learning-rate points an arm kept: 'lr 0.01' or, chosen per seed (or per problem),
+    'lr 0.01 x3 / lr 0.003 x2' (a point's own label may hold a comma: 'lr 0.003, wd 0.1')."""
     seeds = set(c.seeds)
     kept = [ch.chosen.label() for ch in c.choices if ch.role is role
             and (ch.seed is None or ch.seed in seeds)]
     counts = {label: kept.count(label) for label in dict.fromkeys(kept)}
     if len(counts) == 1 and not any(ch.seed is not None for ch in c.choices):
         return next(iter(counts))
-    return ", ".join(f"{label} x{n}" for label, n in counts.items())
+    return " / ".join(f"{label} x{n}" for label, n in counts.items())
 
 
 def _arm_line(c: Comparison, role: Role, match: MatchResult) -> str:

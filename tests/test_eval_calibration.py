@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from linarch.evaluation.calibration import (
+    REFERENCES,
     Reference,
     calibrate,
     kendall_tau_b,
@@ -16,6 +17,7 @@ from linarch.evaluation.calibration import (
     table_markdown,
     write_block,
 )
+from linarch.evaluation.compare import Role
 from linarch.evaluation.presets import Preset, TaskKind, budget_for
 from linarch.evaluation.store import ExperimentStore
 
@@ -30,6 +32,24 @@ stats = pytest.importorskip("scipy.stats")
 def test_rank_correlations_match_scipy(x, y):
     assert kendall_tau_b(x, y) == pytest.approx(stats.kendalltau(x, y).statistic)
     assert spearman_rho(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
+
+
+@pytest.mark.parametrize("task", list(TaskKind))
+def test_every_task_has_a_reference_set_a_user_can_run(task):
+    """`linarch calibrate --task T` for every task: one baseline, controls with a direction,
+    programs that ship with linarch, and a source for every published number."""
+    root = Path(__file__).resolve().parent.parent
+    refs = REFERENCES[task]
+    assert [r.role for r in refs].count("baseline") == 1
+    assert {r.role for r in refs} <= {"", "baseline", "better", "worse"}
+    assert len({r.label for r in refs}) == len(refs)
+    assert sum(r.published is not None for r in refs) >= 4, "too few points to rank"
+    for ref in refs:
+        assert (root / ref.path).is_file(), ref.path
+        assert ref.source.strip(), ref.label
+    start, end = markers(task)
+    doc = (root / "docs" / "evaluation.md").read_text(encoding="utf-8")
+    assert start in doc and end in doc, f"docs/evaluation.md has no {start} block"
 
 
 def test_calibration_block_is_replaced_in_place(tmp_path):
@@ -63,3 +83,22 @@ def test_a_calibration_runs_each_reference_at_its_published_configuration(tmp_pa
     table = table_markdown(cal)
     assert "| Mamba2, d_state 8 |" in table and "Kendall's tau-b" in table
     assert "configuration of its published number" in table
+
+
+def test_a_mad_calibration_shows_each_task_beside_the_score(tmp_path):
+    """MAD's score is the mean of six tasks: the table also gives each task, at the rate each
+    mixer kept, so a reader sees which tasks separate the mixers."""
+    torch.set_num_threads(1)
+    root = Path(__file__).resolve().parent.parent
+    refs = (Reference("DeltaNet", "examples/deltanet.lin", 71.8, "s", role="baseline"),
+            Reference("GLA", "examples/gla.lin", 60.0, "s"))
+    budget = budget_for(TaskKind.MAD, Preset.TINY)
+    cal = calibrate(budget, (0, 1), ExperimentStore(tmp_path / "m.sqlite"), references=refs,
+                    root=root, aa_repeats=0, workers=1, log=lambda line: None)
+    table = table_markdown(cal)
+    header = next(line for line in table.splitlines() if line.startswith("| mixer | in-context"))
+    assert header.count("|") == 8 and "memorization" in header and "compression" in header
+    for row in cal.rows:
+        role = Role.BASELINE if row.reference.role == "baseline" else Role.CANDIDATE
+        means = row.comparison.problem_means(role)
+        assert len(means) == 6 and sum(means.values()) / 6 == pytest.approx(row.mean)
