@@ -83,6 +83,14 @@ def test_a_calibration_runs_each_reference_at_its_published_configuration(tmp_pa
     table = table_markdown(cal)
     assert "| Mamba2, d_state 8 |" in table and "Kendall's tau-b" in table
     assert "configuration of its published number" in table
+    # what the runs cost when trained, also when a later sitting reads them back from the cache
+    again = calibrate(budget_for(TaskKind.MQAR, Preset.TINY), (0, 1),
+                      ExperimentStore(tmp_path / "c.sqlite"), references=refs, root=root,
+                      aa_repeats=0, workers=1, log=lambda line: None)
+    # DeltaNet, Mamba2, linear attention and the A/A's other DeltaNet: 2 seeds at 2 rates each
+    assert "the 16 training runs behind it" in table
+    assert "the 12 training runs behind it" in table_markdown(again)  # no A/A this time
+    assert "(12 of them read back from the run cache" in table_markdown(again)
 
 
 def test_a_mad_calibration_shows_each_task_beside_the_score(tmp_path):
