@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import enum
 import math
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -262,7 +264,9 @@ class _Runner:
         if self.pool is None:  # spawned once: each worker imports torch and compiles once
             import multiprocessing as mp
 
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                            initializer=exit_with_parent,
+                                            initargs=(os.getpid(),))
         return self.pool.map(_train_job, [replace(j, spec=None) for j in jobs])
 
     def _job(self, item: tuple[Role, str, int, Hyper]) -> _Job:
@@ -278,6 +282,18 @@ class _Runner:
         spec = self.specs[role]
         return _Job(spec, spec.source, self.budget, index, self.shapes[(role, problem)], config,
                     str(self.device), self.progress, ckpt, spec.init_salt)
+
+
+def exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """A worker's initializer: the worker ends once the process that started it is gone. A
+    `kill` of `linarch train` or `calibrate` reaches only that process (Ctrl-C reaches the whole
+    group), and its pool's workers would otherwise wait for work forever, each holding a model."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="linarch-exit-with-parent", daemon=True).start()
 
 
 @dataclass(frozen=True)

@@ -162,3 +162,36 @@ def test_workers_train_in_other_processes_with_the_same_numbers(tmp_path):
     there = compare(delta, None, b, [0, 1], workers=2, log=quiet)
     assert [s.value for s in here.scores] == [s.value for s in there.scores]
     assert torch.get_num_threads() >= 1
+
+
+def test_a_killed_comparison_leaves_no_worker_behind(tmp_path):
+    """`kill` reaches only the process that runs `compare`; its spawned workers notice that
+    their parent is gone and end, instead of waiting for work forever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing as mp, os, sys\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from linarch.evaluation.compare import exit_with_parent\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=mp.get_context('spawn'),\n"
+        "                               initializer=exit_with_parent, initargs=(os.getpid(),))\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    sys.stdin.read()\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    assert psutil.pid_exists(worker)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(worker) and psutil.Process(worker).status() != "zombie" \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == "zombie"
