@@ -131,3 +131,18 @@ def test_derived_defaults_follow_fla(kwargs) -> None:
 def test_keywords_are_checked(name, kwargs, error, says) -> None:
     with pytest.raises(error, match=says):
         layer_class(name)(**kwargs)
+
+
+def test_rwkv7_starts_as_fla_initialises_layer_0() -> None:
+    """Initialisation is behaviour: with its token-shift mixes at zero RWKV-7 learned no MAD
+    in-context recall (docs/evaluation.md). The mixes start exactly as fla's; k_k, k_a, r_k as
+    fla's; the decay and `a` biases as fla's ramps without its within-head zig-zag."""
+    kwargs = dict(hidden_size=128, head_dim=32, layer_idx=0, num_hidden_layers=2)
+    ref = dict(fla_layers.RWKV7Attention(**kwargs).named_parameters())
+    ours = dict(layer_class("rwkv7")(**kwargs).named_parameters())
+    for name in ("x_r", "x_w", "x_k", "x_v", "x_a", "x_g", "k_a", "r_k"):
+        torch.testing.assert_close(ours[name], ref[name], rtol=0, atol=1e-6, msg=name)
+    torch.testing.assert_close(ours["k_k"], ref["k_k"], rtol=0, atol=1e-3)
+    for name, zigzag in (("w_lora.lora.2.bias", 2.5), ("a_lora.lora.2.bias", 0.3)):
+        gap = (ours[name] - ref[name]).abs().max().item()
+        assert gap <= zigzag + 0.1, f"{name}: {gap:.3f} beyond fla's zig-zag of {zigzag}"
