@@ -40,7 +40,7 @@ from .mixers import load_mixer
 from .param_match import MatchError, MatchTarget
 from .presets import Budget, Preset, TaskKind, budget_for
 from .report import kept_hypers
-from .run_cache import RunCache
+from .run_cache import RunCache, RunKey
 from .seeds import SeedSchedule
 from .stats import Verdict, level, t_quantile
 from .store import ExperimentStore
@@ -377,12 +377,13 @@ def table_markdown(cal: Calibration) -> str:
 def _runs_behind(cal: Calibration) -> str:
     """What the table's training runs cost when they were trained, whichever sitting that was:
     a calibration that resumes reads most of them back from the run cache."""
-    runs = {}
+    runs = {}  # by the run cache's own key: a run shared by several comparisons counts once
     for c in [r.comparison for r in cal.rows] + [c for _, c in cal.controls] + list(cal.aa):
         for run in c.runs:
             spec = c.candidate if run.role is Role.CANDIDATE else c.baseline
-            runs[(spec.structural_hash, spec.code_hash, spec.init_salt, run.problem, run.seed,
-                  run.hyper, run.shape)] = run
+            key = RunKey.of(spec, c.budget.key, run.problem, run.seed, run.hyper.lr,
+                            run.hyper.weight_decay, run.shape, c.device)
+            runs[key.digest] = run
     cpu = sum(r.result.timings.cpu_s for r in runs.values())
     cached = sum(r.cached for r in runs.values())
     return (f"the {len(runs)} training runs behind it took {cpu / 60:.0f} CPU-min "

@@ -173,8 +173,7 @@ class Comparison:
                     or self.budget.hypers(config)[0]
                 run = next(r for r in self.runs if r.role is role and r.seed == seed
                            and r.problem == problem.name and r.hyper == hyper)
-                values.append(run.result.metric(problem.metric.name) if run.result.ok
-                              else failure_score(problem))
+                values.append(run_value(run.result, problem))
             means[problem.name] = fmean(values)
         return means
 
@@ -331,16 +330,19 @@ def failure_score(problem: Problem) -> float:
     return 0.0 if problem.metric.higher_is_better else problem.chance_loss
 
 
+def run_value(result: TrainResult, problem: Problem) -> float:
+    """A run's headline metric on its problem; a failed run counts as nothing learned."""
+    return result.metric(problem.metric.name) if result.ok else failure_score(problem)
+
+
 def _seed_score(runner: _Runner, role: Role, seed: int, chooser: _Chooser) -> SeedScore:
     values, outcome = [], Outcome.OK
     for problem, _ in runner.budget.problems:
         hyper = chooser.chosen(role, problem.name, seed)
         run = runner.runs[(role, problem.name, seed, hyper)]
-        if run.result.ok:
-            values.append(run.result.metric(problem.metric.name))
-        else:
-            values.append(failure_score(problem))
-            outcome = run.result.outcome if outcome is Outcome.OK else outcome
+        values.append(run_value(run.result, problem))
+        if not run.result.ok and outcome is Outcome.OK:
+            outcome = run.result.outcome
     return SeedScore(role, seed, fmean(values), outcome)
 
 
