@@ -91,6 +91,14 @@ def test_a_calibration_runs_each_reference_at_its_published_configuration(tmp_pa
     assert "the 16 training runs behind it" in table
     assert "the 12 training runs behind it" in table_markdown(again)  # no A/A this time
     assert "(12 of them read back from the run cache" in table_markdown(again)
+    # an evaluation's wall time comes only from a repeat trained in the sitting: one read back
+    # from the cache took no time, and would make an evaluation look free
+    assert "wall (max" in table and "over the 1 repeat(s) trained in this sitting" in table
+    read_back = calibrate(budget_for(TaskKind.MQAR, Preset.TINY), (0, 1),
+                          ExperimentStore(tmp_path / "c.sqlite"), references=refs, root=root,
+                          aa_repeats=1, workers=1, log=lambda line: None)
+    cost = table_markdown(read_back).splitlines()[-1]
+    assert "wall time not measured in this sitting" in cost and " 0 CPU-s" not in cost
 
 
 def test_a_mad_calibration_shows_each_task_beside_the_score(tmp_path):
