@@ -22,7 +22,7 @@ from linarch.search.evaluate import Stage, _schedule, _task_and_preset
 from linarch.search.records import EvalJob
 
 ROOT = Path(__file__).resolve().parent.parent
-PROXY_KEY = "4101eba66d02aafb"
+PROXY_KEY = "afddccccf4f26c39"
 
 
 def proxy():
@@ -33,7 +33,8 @@ def test_the_proxy_is_the_calibrated_definition():
     budget = proxy()
     (problem, config), = budget.problems
     assert problem.setting == MQARSetting(vocab_size=256, seq_len=64, num_kv_pairs=4)
-    assert problem.tests == (MQARSetting(vocab_size=256, seq_len=128, num_kv_pairs=32),)
+    assert problem.tests == (MQARSetting(vocab_size=256, seq_len=128, num_kv_pairs=16),
+                             MQARSetting(vocab_size=256, seq_len=128, num_kv_pairs=32))
     assert problem.shape == ModelShape(64, 2, 2, use_mlp=False, block_kinds=("base_conv",
                                                                              "mixer"))
     assert (config.steps, config.batch_size, config.weight_decay) == (2000, 32, 0.1)

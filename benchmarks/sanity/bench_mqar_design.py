@@ -7,6 +7,11 @@ torch thread each (the machine has two cores):
 
     python benchmarks/sanity/bench_mqar_design.py --mixers examples/deltanet.lin \\
         --lrs 3e-3 1e-2 --seeds 0 1 --steps 1200 --out runs/design/steps.jsonl
+
+`--salts 0 1` trains each mixer twice per seed, the second from another initialisation on the
+same data (an A/A pair, as `linarch calibrate` makes one); `--spread` then prints, for every
+test setting and their mean, each arm's mean and the mean and SD of the paired differences
+between arms over the seeds they share: the seed-to-seed spread a score would carry.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -32,7 +39,7 @@ def run_job(job: dict) -> dict:
     from linarch.evaluation.problems import ModelShape, MQARProblem
     from linarch.evaluation.trainer import TrainConfig, train_problem
 
-    spec = mixer_from_dsl(job["mixer"])
+    spec = replace(mixer_from_dsl(job["mixer"]), init_salt=job.get("salt", 0))
     layers = tuple(job["layers"].split("+")) if job["layers"] else ()
     shape = ModelShape(job["d"], len(layers) or 2, job["heads"], use_mlp=False,
                        block_kinds=layers).with_mixer_kwargs(**job.get("kwargs", {}))
@@ -55,6 +62,32 @@ def run_job(job: dict) -> dict:
             "cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
 
 
+def spread(rows: list[dict]) -> list[str]:
+    """Per test metric: each arm's mean, and the paired differences between arms by seed."""
+    arms: dict[str, dict[int, dict]] = {}
+    for row in rows:
+        j = row["job"]
+        arm = f"{Path(j['mixer']).stem} lr {j['lr']:g} steps {j['steps']}" + \
+            (f" salt {j['salt']}" if j.get("salt") else "")
+        arms.setdefault(arm, {})[j["seed"]] = row["metrics"]
+    names = sorted({k for runs in arms.values() for m in runs.values() for k in m
+                    if k.startswith("accuracy")})
+    lines = []
+    for metric in names:
+        lines.append(f"{metric}: " + ", ".join(
+            f"{arm} {statistics.fmean(m[metric] for m in runs.values()):.3f}"
+            for arm, runs in arms.items()))
+        ordered = list(arms)
+        for i, a in enumerate(ordered):
+            for b in ordered[i + 1:]:
+                diffs = [arms[a][s][metric] - arms[b][s][metric]
+                         for s in sorted(arms[a].keys() & arms[b].keys())]
+                if len(diffs) > 1:
+                    lines.append(f"  {a} - {b}: {statistics.fmean(diffs):+.3f}, SD "
+                                 f"{statistics.stdev(diffs):.3f} over {len(diffs)} seeds")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mixers", nargs="+", required=True)
@@ -75,8 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-valid", type=int, default=250)
     parser.add_argument("--evals", type=int, default=6)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--salts", nargs="+", type=int, default=[0],
+                        help="initialisation salts: 0 1 trains an A/A pair per seed")
+    parser.add_argument("--spread", action="store_true",
+                        help="print the paired spread of the runs in --out, train nothing")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.spread:
+        rows = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
+        print("\n".join(spread([r for r in rows if r["outcome"] == "ok"])))
+        return 0
     pair = lambda text: [int(x) for x in text.split(",")]  # noqa: E731
     kwargs = {k: (float(v) if "." in v else int(v))
               for k, v in (item.split("=", 1) for item in args.kwargs)}
@@ -84,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [{"mixer": m, "lr": lr, "seed": s, "steps": n, "batch": args.batch,
              "vocab": args.vocab, "train": train, "tests": [pair(t) for t in args.tests],
              "d": args.d, "heads": args.heads, "layers": args.layers, "n_test": args.n_test,
-             "n_valid": args.n_valid, "evals": args.evals, **({"kwargs": kwargs} if kwargs else {})}
-            for n in args.steps for s in args.seeds for m in args.mixers for lr in args.lrs]
+             "n_valid": args.n_valid, "evals": args.evals, **({"kwargs": kwargs} if kwargs else {}),
+             **({"salt": salt} if salt else {})}
+            for n in args.steps for s in args.seeds for m in args.mixers for lr in args.lrs
+            for salt in args.salts]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
     if args.out.exists():
