@@ -72,19 +72,18 @@ def spread(rows: list[dict]) -> list[str]:
         arms.setdefault(arm, {})[j["seed"]] = row["metrics"]
     names = sorted({k for runs in arms.values() for m in runs.values() for k in m
                     if k.startswith("accuracy")})
+    pairs = [(a, b) for i, a in enumerate(arms) for b in list(arms)[i + 1:]]
     lines = []
     for metric in names:
         lines.append(f"{metric}: " + ", ".join(
             f"{arm} {statistics.fmean(m[metric] for m in runs.values()):.3f}"
             for arm, runs in arms.items()))
-        ordered = list(arms)
-        for i, a in enumerate(ordered):
-            for b in ordered[i + 1:]:
-                diffs = [arms[a][s][metric] - arms[b][s][metric]
-                         for s in sorted(arms[a].keys() & arms[b].keys())]
-                if len(diffs) > 1:
-                    lines.append(f"  {a} - {b}: {statistics.fmean(diffs):+.3f}, SD "
-                                 f"{statistics.stdev(diffs):.3f} over {len(diffs)} seeds")
+        for a, b in pairs:
+            diffs = [arms[a][s][metric] - arms[b][s][metric]
+                     for s in sorted(arms[a].keys() & arms[b].keys())]
+            if len(diffs) > 1:
+                lines.append(f"  {a} - {b}: {statistics.fmean(diffs):+.3f}, SD "
+                             f"{statistics.stdev(diffs):.3f} over {len(diffs)} seeds")
     return lines
 
 
