@@ -136,7 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     todo = [j for j in jobs if job_key(j) not in done]
     print(f"{len(todo)} job(s) to run, {len(jobs) - len(todo)} already in {args.out}", flush=True)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1) as pool:
+    # Killing the sweep (not its process group) must not leave its workers training on.
+    from linarch.evaluation.compare import exit_with_parent
+
+    with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=1,
+                                      initializer=exit_with_parent,
+                                      initargs=(os.getpid(),)) as pool:
         for row in pool.imap_unordered(run_job, todo):
             with args.out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
