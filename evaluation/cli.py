@@ -1,10 +1,11 @@
 """`linarch train`: score a mixer against a baseline under one budget.
 
-    linarch train MIXER.lin [--task mqar|mad|lm] [--preset proxy] [--seeds N] [--out runs/x]
-                  [--baseline examples/deltanet.lin | --no-baseline] [--store PATH]
+    linarch train MIXER.lin [--task mqar|mad|lm] [--preset proxy] [--seeds N | --precision H]
+                  [--out runs/x] [--baseline examples/deltanet.lin | --no-baseline] [--store PATH]
 
 Trains the mixer and the baseline on the same data, seeds and budget at matched parameter
-counts (the budget's sequential seed schedule unless --seeds fixes the number), then prints each
+counts (the budget's sequential seed schedule unless --seeds fixes the number, or --precision
+asks for seeds until the interval is that narrow), then prints each
 seed's metric, the mean paired difference with its interval, the verdict and what it means,
 parameters, state, learning rates, FLOPs per token, throughput and the cost. Everything goes
 through `linarch.evaluation.compare`, the path the search uses too.
@@ -50,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=None,
                         help="a fixed number of seeds (default: the preset's sequential "
                              "schedule, which adds seeds until the verdict is clear)")
+    parser.add_argument("--precision", type=float, default=None, metavar="HALF_WIDTH",
+                        help="add seeds until the paired interval's half-width is at most "
+                             "this (metric units, e.g. 0.03 accuracy), up to --max-seeds; "
+                             "the interval is then at 1 - alpha/2")
+    parser.add_argument("--max-seeds", type=int, default=40,
+                        help="the cap of --precision (default 40)")
     parser.add_argument("--seed-offset", type=int, default=0, help="first seed")
     parser.add_argument("--out", type=Path, default=None, help="run directory to write")
     parser.add_argument("--baseline", default=None,
@@ -118,6 +125,21 @@ def _workers(args: argparse.Namespace, device: torch.device) -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def _precision_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with --precision and its companions, if anything."""
+    if args.precision is None:
+        return None
+    if args.seeds is not None:
+        return "--precision and --seeds both set the seeds; pass one"
+    if args.no_baseline:
+        return "--precision needs a baseline to compare with; drop --no-baseline"
+    if not args.precision > 0:
+        return "--precision must be a positive half-width, e.g. 0.03"
+    if args.max_seeds < 5:
+        return "--max-seeds must be at least 5 (the first look)"
+    return None
+
+
 def train_main(argv: list[str] | None = None) -> int:
     """Entry point of `linarch train`; returns the process exit status."""
     from .compare import Role, compare
@@ -128,6 +150,10 @@ def train_main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
         print("error: --seeds must be at least 1", file=sys.stderr)
+        return 2
+    why = _precision_error(args)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,7 +175,10 @@ def train_main(argv: list[str] | None = None) -> int:
     store = ExperimentStore(args.store) if args.store else None
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     seeds = None
-    if args.seeds is not None:
+    if args.precision is not None:
+        seeds = SeedSchedule.until_precision(args.precision, cap=args.max_seeds,
+                                             first=args.seed_offset)
+    elif args.seeds is not None:
         seeds = SeedSchedule.fixed(range(args.seed_offset, args.seed_offset + args.seeds))
     elif args.seed_offset:
         s = budget.schedule

@@ -261,9 +261,12 @@ def lm_budget(preset: Preset, text: TextSource | None = None) -> Budget:
     grid = (Hyper(3e-3), Hyper(1e-2)) if preset in (Preset.PROXY, Preset.TINY) else ()
     schedule = SeedSchedule.sequential(start=3, step=2, cap=6) if preset is Preset.PROXY \
         else SeedSchedule.fixed((0, 1, 2))
+    # Each look at 1 - 0.05 / looks (Bonferroni): stopping at the first of three looks at 95%
+    # each would let a false verdict through more often than 5%.
+    rule = DecisionRule(confidence=1 - 0.05 / len(schedule.looks),
+                        min_effect=0.02 if preset is Preset.PROXY else 0.0)
     return Budget(TaskKind.LM, preset, ((problem, config),), problem.metric, grid=grid,
-                  schedule=schedule, rule=DecisionRule(min_effect=0.02 if preset is Preset.PROXY
-                                                       else 0.0))
+                  schedule=schedule, rule=rule)
 
 
 def budget_for(task: TaskKind, preset: Preset, text: TextSource | None = None) -> Budget:

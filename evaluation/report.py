@@ -109,6 +109,12 @@ def summary(c: Comparison) -> str:
             f"{lk.pairs} seeds [{lk.stats.ci_low:+.4f}, {lk.stats.ci_high:+.4f}]"
             for lk in c.looks))
     s = c.stats
+    precision = c.schedule.precision if c.schedule is not None else None
+    if s is not None and precision is not None:
+        reached = s.half_width <= precision
+        lines.append(f"  precision: half-width {s.half_width:.4f} after {s.pairs} seeds, "
+                     + (f"at most the {precision:g} asked" if reached else
+                        f"over the {precision:g} asked: the cap ({c.schedule.cap}) stopped it"))
     if s is not None:
         lines.append(f"  mean difference {s.mean_difference:+.4f} ({level(s.confidence)} CI "
                      f"[{s.ci_low:+.4f}, {s.ci_high:+.4f}], {s.pairs} pair(s), minimum effect "
@@ -153,6 +159,7 @@ def comparison_json(c: Comparison) -> dict:
                     "outcome": s.outcome.value} for s in c.scores],
         "comparison": None if c.stats is None else _stats_json(c.stats),
         "looks": [{"pairs": lk.pairs, **_stats_json(lk.stats)} for lk in c.looks],
+        "precision": None if c.schedule is None else c.schedule.precision,
         "learning_rates": [{"role": ch.role.value, "problem": ch.problem, "seed": ch.seed,
                             "lr": ch.chosen.lr,
                             "weight_decay": ch.chosen.weight_decay,

@@ -11,6 +11,7 @@ looks again after each new seed (sequential seeds) from calling a tiny, lucky di
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass
 from statistics import fmean, stdev
@@ -145,8 +146,10 @@ def t_test_p(mean: float, standard_error: float, df: float,
     return min(1.0, 2.0 * (1.0 - t_cdf(abs(t), df)))
 
 
+@functools.lru_cache(maxsize=1024)
 def t_quantile(p: float, df: float) -> float:
-    """The t with P(T <= t) = p, by bisection (the CDF is monotone)."""
+    """The t with P(T <= t) = p, by bisection (the CDF is monotone); memoised, because a
+    sequential schedule asks for the same few levels and counts again and again."""
     if not 0.0 < p < 1.0:
         raise ValueError(f"p must be in (0, 1), got {p}")
     if p < 0.5:
