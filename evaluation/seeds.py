@@ -91,9 +91,7 @@ class SeedSchedule:
             if stats is not None and stats.decided:
                 return None
             return next((n for n in self.looks if n > pairs), None)
-        if stats is None or pairs < 2:
-            return max(self.looks[0], pairs + self.step) if pairs < self.looks[0] else None
-        if stats.half_width <= self.precision:
+        if stats is None or stats.half_width <= self.precision:  # no baseline: nothing to narrow
             return None
         q = 0.5 + stats.confidence / 2.0
         spread = stats.half_width * math.sqrt(pairs) / t_quantile(q, pairs - 1)

@@ -35,6 +35,7 @@ def test_a_precision_schedule_stops_on_the_width_whatever_the_interval_says():
     narrow = interval([0.010, 0.012, 0.011, 0.009, 0.010])
     assert narrow.half_width <= 0.03 and schedule.next_look(5, narrow) is None
     assert schedule.next_look(40, decided_but_wide) is None  # the cap does
+    assert schedule.next_look(5, None) is None  # no baseline: no interval to narrow
 
 
 def test_the_next_look_goes_halfway_to_the_seeds_the_spread_needs():
