@@ -14,6 +14,7 @@ through `linarch.evaluation.compare`, the path the search uses too.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from dataclasses import replace
@@ -133,7 +134,7 @@ def _precision_error(args: argparse.Namespace) -> str | None:
         return "--precision and --seeds both set the seeds; pass one"
     if args.no_baseline:
         return "--precision needs a baseline to compare with; drop --no-baseline"
-    if not args.precision > 0:
+    if not (args.precision > 0 and math.isfinite(args.precision)):
         return "--precision must be a positive half-width, e.g. 0.03"
     if args.max_seeds < 5:
         return "--max-seeds must be at least 5 (the first look)"

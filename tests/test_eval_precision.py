@@ -131,6 +131,7 @@ def test_compare_adds_seeds_until_the_half_width_or_the_cap_and_says_which(_test
     (["--seeds", "5"], "pass one"),
     (["--no-baseline"], "drop --no-baseline"),
     (["--max-seeds", "3"], "at least 5"),
+    (["--precision", "inf"], "positive half-width"),
 ])
 def test_precision_flags_that_contradict_each_other_are_refused(extra, message, capsys):
     args = ["examples/linear_attention.lin", "--preset", "tiny", "--precision", "0.03", *extra]
