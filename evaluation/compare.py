@@ -534,8 +534,8 @@ def _rule(budget: Budget, schedule: SeedSchedule) -> DecisionRule:
 
     The budget's per-look level spends its alpha over its own looks (Bonferroni: the proxy's
     97.5% at each of two). A precision schedule never stops on the mean, so it needs no such
-    split, but stopping on a small-looking spread costs up to 3 points of coverage at 95%
-    (seeds.py); at 1 - alpha/2 its interval covers at least 1 - alpha."""
+    split, but stopping on a small-looking spread costs 1-2 points of coverage at 95%
+    (seeds.py); at 1 - alpha/2 its interval covers more than 1 - alpha."""
     if schedule.precision is None:
         return budget.rule
     alpha = min(0.5, (1.0 - budget.rule.confidence) * len(budget.schedule.looks))

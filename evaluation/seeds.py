@@ -12,8 +12,8 @@ paired interval's half-width is at most the one asked for, whatever the interval
 user who needs 0.03 gets 0.03 (or the cap) at the number of seeds the measured spread needs.
 Its stopping depends on the spread alone, never on the mean, so no Bonferroni over looks is
 needed; stopping when the spread happens to look small still narrows the interval below its
-level, by up to 3 points at 95% (`tests/test_eval_precision.py` simulates it), so `compare`
-computes it at 1 - alpha/2, which keeps its coverage at 1 - alpha or above.
+level, by 1-2 points at 95% (`tests/test_eval_precision.py` simulates it), so `compare`
+computes it at 1 - alpha/2, which keeps its coverage above 1 - alpha.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def _coverage(sigma: float, precision: float, confidence: float, reps: int) -> f
 
 @pytest.mark.parametrize("sigma", [0.03, 0.05, 0.076])  # the paired SDs measured on the proxy
 def test_width_stopped_intervals_keep_their_coverage_at_one_minus_alpha_over_two(sigma):
-    """Stopping when the spread looks small narrows the interval below its level (about 92-93%
+    """Stopping when the spread looks small narrows the interval below its level (93-94%
     at 95%); `compare` therefore computes it at 1 - alpha/2, which keeps 1 - alpha."""
     proxy = budget_for(TaskKind.MQAR, Preset.PROXY)
     confidence = _rule(proxy, SeedSchedule.until_precision(0.03)).confidence
