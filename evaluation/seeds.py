@@ -104,15 +104,3 @@ class SeedSchedule:
     @property
     def cap(self) -> int:
         return len(self.seeds)
-
-    @property
-    def sequential_looks(self) -> bool:
-        return len(self.looks) > 1
-
-    def describe(self) -> str:
-        if self.precision is not None:
-            return (f"seeds until the half-width is at most {self.precision:g}: look at "
-                    f"{self.looks[0]}, then as the spread needs (cap {self.cap})")
-        if not self.sequential_looks:
-            return f"{self.cap} seed(s)"
-        return f"sequential seeds: look at {', '.join(map(str, self.looks))} (cap {self.cap})"
