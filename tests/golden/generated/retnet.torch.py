@@ -298,7 +298,9 @@ def lay_out(x, sizes, groups):
     kept = sorted(keep)
     x = x.permute(*range(lead), *(lead + kept.index(a) for a in keep))
     x = x.expand(*x.shape[:lead], *(sizes[a] for a in keep))
-    return x.reshape(*x.shape[:lead], *(math.prod(sizes[a] for a in g) for g in groups))
+    # a list, not a generator, inside math.prod: torch.compile cannot trace a generator
+    # argument there, and that one graph break split every generated layer in two
+    return x.reshape(*x.shape[:lead], *(math.prod([sizes[a] for a in g]) for g in groups))
 
 
 def unlay(x, sizes, groups):
