@@ -19,8 +19,8 @@ under the same conditions in the same process:
 3. kernels: the milliseconds of a step spent inside the library's compute kernels (torch
    profiler, self CPU time per step): the matrix products (mm, bmm, addmm) apart from the
    rest (the triangular solve, convolutions, log-softmax). Everything else in a step is
-   elementwise and bookkeeping work that fusion could remove; the matrix products are the
-   floor no rewrite of the generated code goes under at these shapes.
+   elementwise and bookkeeping work that fusion could remove; the matrix products, at the
+   library's speed for these shapes, are a floor no rewrite of the generated code goes under.
 
 Then the arithmetic of the targets: seeds needed for an interval half-width of `--width` at
 the paired SD `--sd` (default: what the calibration's A/A median half-width of 0.069 at 8
