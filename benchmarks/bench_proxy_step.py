@@ -42,8 +42,10 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from linarch.evaluation.compare import _rule
 from linarch.evaluation.mixers import mixer_from_dsl
 from linarch.evaluation.presets import Preset, TaskKind, budget_for
+from linarch.evaluation.seeds import SeedSchedule, seeds_needed
 from linarch.evaluation.stats import t_quantile
 from linarch.evaluation.trainer import optimizer_for, seed_everything
 
@@ -97,14 +99,6 @@ def kernel_ms(step: Callable[[], None], steps: int) -> tuple[float, float]:
             sum(self_ms.get(k, 0.0) for k in OTHER_KERNELS))
 
 
-def seeds_for(width: float, sd: float, confidence: float) -> int:
-    """The fewest seeds whose t-interval at `confidence` has half-width <= width at this SD."""
-    n = 2
-    while t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n) > width:
-        n += 1
-    return n
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mixers", nargs="+", type=Path,
@@ -122,14 +116,13 @@ def main(argv: list[str] | None = None) -> int:
 
     budget = budget_for(TaskKind.MQAR, Preset.PROXY)
     steps_per_run = budget.problems[0][1].steps
-    per_look = budget.rule.confidence  # Bonferroni over the proxy's looks
-    alpha = (1 - per_look) * len(budget.schedule.looks)
-    precision_level = 1 - alpha / 2  # what `linarch train --precision` uses (compare._rule)
+    per_look = budget.rule.confidence  # the level of the calibration's A/A intervals
+    precision_level = _rule(budget, SeedSchedule.until_precision(args.width)).confidence
     cap = budget.schedule.cap
     sd = args.sd if args.sd is not None else (
         0.069 * math.sqrt(cap) / t_quantile(0.5 + per_look / 2, cap - 1))
 
-    n = seeds_for(args.width, sd, precision_level)
+    n = seeds_needed(args.width, sd, precision_level)
     print(f"half-width {args.width} at paired SD {sd:.3f} ({100 * precision_level:.3g}%) needs "
           f"{n} seeds: {n + 1} runs of {steps_per_run} steps with the rate choice's second run")
 

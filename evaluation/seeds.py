@@ -95,12 +95,20 @@ class SeedSchedule:
             return None
         q = 0.5 + stats.confidence / 2.0
         spread = stats.half_width * math.sqrt(pairs) / t_quantile(q, pairs - 1)
-        needed = pairs + 1
-        while needed < self.cap and \
-                t_quantile(q, needed - 1) * spread / math.sqrt(needed) > self.precision:
-            needed += 1
+        needed = seeds_needed(self.precision, spread, stats.confidence, pairs + 1, self.cap)
         return min(self.cap, pairs + max(self.step, math.ceil((needed - pairs) / 2)))
 
     @property
     def cap(self) -> int:
         return len(self.seeds)
+
+
+def seeds_needed(half_width: float, sd: float, confidence: float, start: int = 2,
+                 cap: int | None = None) -> int:
+    """The fewest seeds from `start` whose t-interval at `confidence` has at most this
+    half-width when the paired differences have this SD (at most `cap`)."""
+    q = 0.5 + confidence / 2.0
+    n = start
+    while (cap is None or n < cap) and t_quantile(q, n - 1) * sd / math.sqrt(n) > half_width:
+        n += 1
+    return n
